@@ -1,0 +1,121 @@
+"""laion_ingest: LAION-400M embeddings into ClickHouse, one mapped task group per shard, then the
+HNSW vector indexes. The work lives in plugins/laion_ingest; this file only wires it to Airflow.
+See README.md for the three usual jobs (load everything, backfill a range, reload a shard)."""
+from __future__ import annotations
+
+from airflow.sdk import Asset, Param, dag, get_current_context, task, task_group
+
+from laion_ingest import dag_settings as cfg
+from laion_ingest import pipeline, settings
+from laion_ingest.clickhouse import ClickHouse
+from laion_ingest.index import IndexParams, add_indexes, materialize_indexes
+from laion_ingest.ledger import Attempt
+from laion_ingest.load import create_tables
+from laion_ingest.summary import summarize
+
+LAION_TABLE = Asset(name="laion", uri="clickhouse://laion_ingest/default/laion")
+INDEX = IndexParams()
+
+
+def _attempt(shard: int) -> Attempt:
+    ctx = get_current_context()
+    return Attempt(shard, try_number=ctx["ti"].try_number, run_id=ctx["run_id"])
+
+
+@dag(
+    dag_id="laion_ingest",
+    schedule=None,
+    catchup=False,
+    max_active_runs=1,  # runs queue rather than race for the same shards
+    tags=["laion", "clickhouse"],
+    default_args=cfg.default_args(),
+    params={
+        "first_shard": Param(0, type="integer", minimum=0, maximum=settings.SHARD_COUNT - 1,
+                             title="First shard", description="First shard to load (0..409)."),
+        "last_shard": Param(settings.SHARD_COUNT - 1, type="integer", minimum=0, maximum=settings.SHARD_COUNT - 1,
+                            title="Last shard", description="Last shard to load, included (0..409)."),
+        "source_url": Param(settings.source_url(), type="string", title="Source URL",
+                            description="Base URL with img_emb/, text_emb/ and metadata/ (a LAION mirror)."),
+        "force": Param(False, type="boolean", title="Reload loaded shards",
+                       description="Load shards again even if the ledger shows them loaded (replaces them)."),
+        "build_indexes": Param(True, type="boolean", title="Build vector indexes",
+                               description="Add and materialize the HNSW indexes after loading."),
+        "index_metric": Param(INDEX.metric, enum=["cosineDistance", "L2Distance"], title="Index distance"),
+        "index_quantization": Param(INDEX.quantization, enum=["f64", "f32", "f16", "bf16", "i8", "b1"],
+                                    title="Index quantization"),
+        "index_m": Param(INDEX.m, type="integer", minimum=2, maximum=512, title="HNSW M",
+                         description="Neighbours per node; the seed uses 64."),
+        "index_ef_construction": Param(INDEX.ef_construction, type="integer", minimum=1, maximum=4096,
+                                       title="HNSW ef_construction", description="The seed uses 256."),
+    },
+)
+def laion_ingest():
+    @task
+    def create_laion_tables() -> None:
+        with ClickHouse() as ch:
+            create_tables(ch)
+
+    @task
+    def plan_shards() -> list[int]:
+        p = get_current_context()["params"]
+        if p["first_shard"] > p["last_shard"]:
+            raise ValueError(f"first_shard ({p['first_shard']}) is after last_shard ({p['last_shard']})")
+        return pipeline.plan(p["first_shard"], p["last_shard"], p["force"])
+
+    @task_group
+    def shard(shard: int):
+        @task(map_index_template="shard {{ shard }}", max_active_tis_per_dag=cfg.parallel_downloads())
+        def fetch(shard: int) -> dict:
+            get_current_context()["shard"] = shard
+            return pipeline.fetch(_attempt(shard), get_current_context()["params"]["source_url"])
+
+        @task(map_index_template="shard {{ shard }}")
+        def convert(shard: int) -> int:
+            get_current_context()["shard"] = shard
+            return pipeline.convert(_attempt(shard))
+
+        @task(map_index_template="shard {{ shard }}", max_active_tis_per_dag=cfg.parallel_loads())
+        def load(shard: int, fetched: dict, rows: int) -> int:
+            get_current_context()["shard"] = shard
+            attempt = _attempt(shard)
+            attempt.source_bytes, attempt.started_at = fetched["files"], fetched["started_at"]
+            return pipeline.load(attempt, rows)
+
+        fetched = fetch(shard)
+        rows = convert(shard)
+        fetched >> rows
+        return load(shard, fetched, rows)
+
+    @task(trigger_rule="all_done")
+    def add_vector_indexes() -> list[str]:
+        p = get_current_context()["params"]
+        if not p["build_indexes"]:
+            return []
+        with ClickHouse() as ch:
+            return add_indexes(ch, _index_params(p))
+
+    @task(trigger_rule="all_done", outlets=[LAION_TABLE])
+    def build_vector_indexes(added: list[str]) -> list[int]:
+        if not get_current_context()["params"]["build_indexes"]:
+            return []
+        with ClickHouse() as ch:
+            return materialize_indexes(ch, every_shard=bool(added))
+
+    @task(trigger_rule="all_done")
+    def summary(planned: list[int]) -> dict:
+        ctx = get_current_context()
+        return summarize(ctx["run_id"], ctx["params"]["first_shard"], ctx["params"]["last_shard"], planned)
+
+    planned = plan_shards()
+    create_laion_tables() >> planned
+    loaded = shard.expand(shard=planned)
+    added = add_vector_indexes()
+    loaded >> added
+    build_vector_indexes(added) >> summary(planned)
+
+
+def _index_params(p) -> IndexParams:
+    return IndexParams(p["index_metric"], p["index_quantization"], p["index_m"], p["index_ef_construction"])
+
+
+laion_ingest()

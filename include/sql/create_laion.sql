@@ -1,0 +1,34 @@
+-- The LAION-400M table: the seed's columns (url, caption, NSFW, similarity, image_embedding,
+-- text_embedding) plus a stable id, the shard and row it came from, and every other metadata column.
+--
+-- PARTITION BY shard: one partition per source shard, so a shard is (re)loaded atomically with
+-- REPLACE PARTITION and each shard's vectors sit in one part whose HNSW index is built once.
+-- materialize_skip_indexes_on_merge = 0: merges never build or rebuild the vector indexes;
+-- the index stage materializes them exactly once per part (see vector_index_*.sql).
+CREATE TABLE IF NOT EXISTS laion
+(
+    id              UInt64,              -- shard * 1000000000 + row: stable across reloads
+    shard           UInt16,              -- N of img_emb_N.npy / metadata_N.parquet
+    row             UInt32,              -- row number inside the shard's files
+    image_path      String,
+    caption         Nullable(String),    -- kept byte-exact, NULL stays NULL
+    NSFW            LowCardinality(Nullable(String)),
+    similarity      Nullable(Float64),
+    LICENSE         LowCardinality(Nullable(String)),
+    url             String,
+    key             String,
+    shard_id        Nullable(Int64),
+    status          LowCardinality(Nullable(String)),
+    error_message   Nullable(String),
+    width           Nullable(UInt32),
+    height          Nullable(UInt32),
+    exif            Nullable(String),
+    original_width  Nullable(UInt32),
+    original_height Nullable(UInt32),
+    image_embedding Array(Float32) CODEC(NONE),  -- CLIP ViT-B/32, 512 floats, exact float16 values
+    text_embedding  Array(Float32) CODEC(NONE)
+)
+ENGINE = MergeTree
+PARTITION BY shard
+ORDER BY id
+SETTINGS materialize_skip_indexes_on_merge = 0;

@@ -1,0 +1,4 @@
+SELECT DISTINCT partition
+FROM system.parts
+WHERE database = currentDatabase() AND table = 'laion' AND active AND rows > 0
+ORDER BY toUInt32(partition);

@@ -1,0 +1,150 @@
+"""Command line: every stage on its own, outside Airflow.
+
+    python -m laion_ingest mirror --out DIR --shards 4 --rows 20000   # generate a sample mirror
+    python -m laion_ingest serve DIR --port 8000                       # serve it on 127.0.0.1
+    python -m laion_ingest fetch 0 --source-url http://127.0.0.1:8000/
+    python -m laion_ingest convert 0
+    python -m laion_ingest load 0
+    python -m laion_ingest index --m 16 --ef-construction 64
+    python -m laion_ingest search --shard 0 --row 42
+    python -m laion_ingest status
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from laion_ingest import settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    return args.run(args) or 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m laion_ingest", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(required=True, metavar="STAGE")
+
+    s = sub.add_parser("mirror", help="generate a small mirror in the LAION-400M file formats")
+    s.add_argument("--out", required=True)
+    s.add_argument("--shards", type=int, default=4, help="shards 0..N-1 (default 4)")
+    s.add_argument("--rows", type=int, default=20_000, help="nominal rows per shard (default 20000)")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(run=_mirror)
+
+    s = sub.add_parser("serve", help="serve a directory over HTTP on 127.0.0.1, with Range support")
+    s.add_argument("directory")
+    s.add_argument("--port", type=int, default=8000)
+    s.set_defaults(run=_serve)
+
+    s = sub.add_parser("fetch", help="download a shard's three files into the work directory")
+    s.add_argument("shard", type=int)
+    s.add_argument("--source-url", default=None, help=f"default: $LAION_SOURCE_URL or {settings.LAION_URL}")
+    s.set_defaults(run=_fetch)
+
+    s = sub.add_parser("convert", help="convert a fetched shard to one Parquet file")
+    s.add_argument("shard", type=int)
+    s.set_defaults(run=_convert)
+
+    s = sub.add_parser("load", help="load a converted shard into ClickHouse (replaces the shard)")
+    s.add_argument("shard", type=int)
+    s.set_defaults(run=_load)
+
+    s = sub.add_parser("index", help="add and build the HNSW vector indexes where missing")
+    _index_args(s)
+    s.set_defaults(run=_index)
+
+    s = sub.add_parser("search", help="top-k by the index and by brute force, with recall")
+    s.add_argument("--shard", type=int, default=0, help="query with the vector of this row (default 0/0)")
+    s.add_argument("--row", type=int, default=0)
+    s.add_argument("--query-column", default="text_embedding", help="where the query vector comes from")
+    s.add_argument("--column", default="image_embedding", help="the column searched")
+    s.add_argument("-k", type=int, default=10)
+    s.set_defaults(run=_search)
+
+    s = sub.add_parser("status", help="shards loaded, rows and failures, from the ledger")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(run=_status)
+    return p
+
+
+def _index_args(s: argparse.ArgumentParser) -> None:
+    from laion_ingest.index import IndexParams
+
+    d = IndexParams()
+    s.add_argument("--metric", default=d.metric, choices=["cosineDistance", "L2Distance"])
+    s.add_argument("--quantization", default=d.quantization, choices=["f64", "f32", "f16", "bf16", "i8", "b1"])
+    s.add_argument("--m", type=int, default=d.m)
+    s.add_argument("--ef-construction", type=int, default=d.ef_construction)
+
+
+def _mirror(args) -> None:
+    from laion_ingest.mirror import generate_mirror
+
+    rows = generate_mirror(args.out, range(args.shards), args.rows, args.seed)
+    print(json.dumps({"out": args.out, "rows": rows}))
+
+
+def _serve(args) -> None:
+    from laion_ingest.mirror_server import serve_forever
+
+    serve_forever(args.directory, "127.0.0.1", args.port)
+
+
+def _fetch(args) -> None:
+    from laion_ingest import pipeline
+    from laion_ingest.ledger import Attempt
+
+    print(json.dumps(pipeline.fetch(Attempt(args.shard), args.source_url or settings.source_url())))
+
+
+def _convert(args) -> None:
+    from laion_ingest import pipeline
+    from laion_ingest.ledger import Attempt
+
+    print(pipeline.convert(Attempt(args.shard)))
+
+
+def _load(args) -> None:
+    from laion_ingest import pipeline
+    from laion_ingest.ledger import Attempt
+
+    print(pipeline.load(Attempt(args.shard)))
+
+
+def _index(args) -> None:
+    from laion_ingest.clickhouse import ClickHouse
+    from laion_ingest.index import IndexParams, build_indexes
+
+    with ClickHouse() as ch:
+        build_indexes(ch, IndexParams(args.metric, args.quantization, args.m, args.ef_construction))
+
+
+def _search(args) -> None:
+    from laion_ingest.clickhouse import ClickHouse
+    from laion_ingest.search import recall, row_vector, search
+
+    with ClickHouse() as ch:
+        target = row_vector(ch, args.query_column, args.shard, args.row)
+        ann = search(ch, target, args.column, args.k)
+        exact = search(ch, target, args.column, args.k, exact=True)
+    for title, hits in (("HNSW index", ann), ("brute force", exact)):
+        print(f"top {args.k} by {title}:")
+        for h in hits:
+            print(f"  {h.distance:.4f}  {h.url}  {(h.caption or '')[:70]!r}")
+    print(f"recall@{args.k}: {recall(ann, exact):.2f}")
+
+
+def _status(args) -> None:
+    from laion_ingest.status import report
+
+    print(report(as_json=args.json))
+
+
+if __name__ == "__main__" and __package__ == "laion_ingest":  # python -m, not a loader importing files
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""One small interface to ClickHouse, whichever engine runs it.
+
+`connect()` gives the embedded engine (chdb, the default) or a server reached through the Airflow
+connection of the official ClickHouse provider. Both run the same SQL files from include/sql with
+ClickHouse's own query parameters ({name:Type}), so every other module is written and tested once,
+against chdb.
+
+A chdb data directory can be open in one process at a time. `Chdb` therefore holds an exclusive
+file lock beside the data directory for as long as it is open: concurrent Airflow tasks, the
+command line and tests queue for it instead of failing with "Cannot lock file".
+"""
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from laion_ingest import settings
+
+log = logging.getLogger(__name__)
+
+
+def sql(name: str) -> list[str]:
+    """The statements of include/sql/<name>.sql, comments dropped, split on ';' at line ends."""
+    text = (settings.sql_dir() / f"{name}.sql").read_text()
+    text = re.sub(r"--[^\n]*", "", text)
+    return [s.strip() for s in re.split(r";\s*(?:\n|$)", text) if s.strip()]
+
+
+def _inline(statement: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Write {name:Identifier} and {name:UInt*} parameters into the text. ClickHouse's parser
+    takes parameters in most places, but not as OPTIMIZE TABLE's table, REPLACE PARTITION's source
+    or a skip index's arguments. Only plain names and whole numbers are inlined, checked, so
+    nothing else can enter the SQL this way; every other parameter is sent as a parameter."""
+    def inline(match: re.Match) -> str:
+        name, kind = match.groups()
+        value = params[name]
+        if kind == "Identifier" and IDENTIFIER.fullmatch(str(value)):
+            return str(value)
+        if kind.startswith("UInt") and isinstance(value, int) and value >= 0:
+            return str(value)
+        raise ValueError(f"parameter {name}: {value!r} is not a valid {kind}")
+
+    return re.sub(r"\{(\w+):(Identifier|UInt\d+)\}", inline, statement), params
+
+
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class EngineBusy(Exception):
+    """The chdb data directory stayed locked by another process for longer than the timeout."""
+
+
+class Chdb:
+    """The embedded ClickHouse engine on a data directory, held exclusively while open."""
+
+    def __init__(self, path: Path, lock_timeout: float = 3600.0):
+        from chdb import session
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.path.with_name(self.path.name + ".lock"), "a+")
+        self._acquire(lock_timeout)
+        self._session = session.Session(str(self.path))
+
+    def _acquire(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        next_note = 0.0
+        while True:
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                now = time.monotonic()
+                if now >= deadline:
+                    self._lock.close()
+                    raise EngineBusy(f"chdb data directory {self.path} stayed locked for {timeout:.0f} s") from None
+                if now >= next_note:
+                    self._lock.seek(0)
+                    holder = self._lock.read().strip() or "another process"
+                    log.info("waiting for the chdb data directory %s, held by %s", self.path, holder)
+                    next_note = now + 30
+                time.sleep(0.2)
+        self._lock.truncate(0)
+        self._lock.write(f"pid {os.getpid()}")
+        self._lock.flush()
+
+    def query(self, statement: str, params: dict[str, Any] | None = None) -> list[tuple]:
+        table = self._session.query(statement, "ArrowTable", params=params or {})
+        return list(zip(*(col.to_pylist() for col in table.columns))) if table.num_columns else []
+
+    def close(self) -> None:
+        self._session.close()
+        self._lock.truncate(0)
+        self._lock.close()  # closing the file releases the lock
+
+
+class Server:
+    """A ClickHouse server through the provider's hook (apache-airflow-providers-clickhousedb)."""
+
+    def __init__(self, conn_id: str):
+        from airflow.providers.clickhousedb.hooks.clickhouse import ClickHouseHook
+
+        self._client = ClickHouseHook(clickhouse_conn_id=conn_id).get_client()
+
+    def query(self, statement: str, params: dict[str, Any] | None = None) -> list[tuple]:
+        return list(self._client.query(statement, parameters=params or {}).result_rows)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class ClickHouse:
+    """A connection for one unit of work: `with ClickHouse() as ch: ch.run("create_laion")`."""
+
+    def __init__(self, engine: Chdb | Server | None = None):
+        self._engine = engine
+
+    def __enter__(self) -> "ClickHouse":
+        if self._engine is None:
+            conn_id = settings.clickhouse_conn_id()
+            self._engine = Server(conn_id) if conn_id else Chdb(settings.chdb_path())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._engine.close()
+
+    def run(self, file: str, /, **params: Any) -> list[tuple]:
+        """Run include/sql/<file>.sql with query parameters; the rows of its last statement."""
+        rows: list[tuple] = []
+        for statement in sql(file):
+            rows = self._engine.query(*_inline(statement, params))
+        return rows
+
+    def query(self, statement: str, **params: Any) -> list[tuple]:
+        """Run one statement given as text: for tests and ad-hoc checks, not for the pipeline's SQL."""
+        return self._engine.query(statement, params)

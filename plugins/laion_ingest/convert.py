@@ -1,0 +1,128 @@
+"""Stage 2: turn a shard's two .npy files and its metadata Parquet into one Parquet file.
+
+The output has the columns of the `laion` table, in its order: id, shard and row first, then
+the 15 metadata columns cast losslessly to the table's types, then both embeddings as
+fixed-size lists of the source's float type (float16 for LAION, which ClickHouse widens to
+Float32 exactly). Work is streamed in row batches: the .npy files are memory-mapped and the
+metadata is read batch by batch, so memory does not grow with the shard.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from laion_ingest.errors import ShardFileError
+from laion_ingest.fetch import shard_files
+from laion_ingest.progress import Progress
+
+log = logging.getLogger(__name__)
+
+DIM = 512
+ID_BASE = 1_000_000_000  # id = shard * ID_BASE + row; a shard can never reach 10^9 rows (2 TB of .npy)
+BATCH_ROWS = 16_384
+
+METADATA = pa.schema([
+    ("image_path", pa.string()), ("caption", pa.string()), ("NSFW", pa.string()),
+    ("similarity", pa.float64()), ("LICENSE", pa.string()), ("url", pa.string()),
+    ("key", pa.string()), ("shard_id", pa.int64()), ("status", pa.string()),
+    ("error_message", pa.string()), ("width", pa.uint32()), ("height", pa.uint32()),
+    ("exif", pa.string()), ("original_width", pa.uint32()), ("original_height", pa.uint32()),
+])
+NOT_NULL = ("image_path", "url", "key")  # String, not Nullable, in the table
+
+
+def staged_name(shard: int) -> str:
+    return f"laion_{shard}.parquet"
+
+
+def convert_shard(shard: int, src_dir: Path, out_path: Path, batch_rows: int = BATCH_ROWS) -> int:
+    """Write out_path from the files fetch_shard put in src_dir; returns the number of rows."""
+    img_name, text_name, meta_name = shard_files(shard)
+    img = _open_npy(shard, src_dir, img_name)
+    text = _open_npy(shard, src_dir, text_name)
+    meta = _open_metadata(shard, src_dir, meta_name)
+    rows = meta.metadata.num_rows
+    for name, arr in ((img_name, img), (text_name, text)):
+        if arr.shape[0] != rows:
+            raise ShardFileError(shard, name, f"has {arr.shape[0]} rows but {meta_name} has {rows}")
+    if rows >= ID_BASE:
+        raise ShardFileError(shard, meta_name, f"{rows} rows do not fit the id scheme (< {ID_BASE})")
+
+    vector = pa.list_(pa.from_numpy_dtype(img.dtype), DIM)
+    schema = pa.schema([("id", pa.uint64()), ("shard", pa.uint16()), ("row", pa.uint32()),
+                        *METADATA, ("image_embedding", vector), ("text_embedding", vector)])
+    plain = [f.name for f in schema if not f.name.endswith("_embedding")]
+    part = out_path.with_name(out_path.name + ".part")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    progress = Progress(f"convert shard {shard}", rows, unit="rows", scale=1, logger=log)
+    start = 0
+    # Vectors are incompressible and never filtered on: no dictionary, statistics or compression.
+    with pq.ParquetWriter(part, schema, compression={n: "zstd" for n in plain} | {
+            "image_embedding": "none", "text_embedding": "none"},
+            use_dictionary=plain, write_statistics=plain) as out:
+        for batch in meta.iter_batches(batch_size=batch_rows, columns=METADATA.names):
+            n = batch.num_rows
+            row = np.arange(start, start + n, dtype=np.uint32)
+            columns = [pa.array(row.astype(np.uint64) + np.uint64(shard * ID_BASE)),
+                       pa.array(np.full(n, shard, dtype=np.uint16)), pa.array(row),
+                       *_cast_metadata(shard, meta_name, batch),
+                       _vectors(img[start:start + n], vector), _vectors(text[start:start + n], vector)]
+            out.write_batch(pa.record_batch(columns, schema=schema), row_group_size=batch_rows)
+            start += n
+            progress.advance(n)
+    part.rename(out_path)
+    progress.finish()
+    return rows
+
+
+def _open_npy(shard: int, src_dir: Path, name: str) -> np.ndarray:
+    path = Path(src_dir) / name
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise ShardFileError(shard, name, f"missing ({path})") from None
+    except Exception as exc:
+        raise ShardFileError(shard, name, f"not a valid .npy file: {exc}") from exc
+    if arr.ndim != 2 or arr.shape[1] != DIM:
+        raise ShardFileError(shard, name, f"shape {arr.shape}, expected (rows, {DIM})")
+    if arr.dtype.kind != "f":
+        raise ShardFileError(shard, name, f"dtype {arr.dtype}, expected a float type")
+    return arr
+
+
+def _open_metadata(shard: int, src_dir: Path, name: str) -> pq.ParquetFile:
+    path = Path(src_dir) / name
+    try:
+        meta = pq.ParquetFile(path)
+    except FileNotFoundError:
+        raise ShardFileError(shard, name, f"missing ({path})") from None
+    except Exception as exc:
+        raise ShardFileError(shard, name, f"not a valid Parquet file: {exc}") from exc
+    missing = [c for c in METADATA.names if c not in meta.schema_arrow.names]
+    if missing:
+        raise ShardFileError(shard, name, f"missing columns {missing}")
+    return meta
+
+
+def _cast_metadata(shard: int, name: str, batch: pa.RecordBatch) -> list[pa.Array]:
+    """The batch's metadata columns in the table's types; a value that would change is an error."""
+    columns = []
+    for field in METADATA:
+        col = batch.column(field.name)
+        try:
+            col = col.cast(field.type, safe=True)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise ShardFileError(shard, name, f"column {field.name}: {exc}") from exc
+        if field.name in NOT_NULL and col.null_count:
+            raise ShardFileError(shard, name, f"column {field.name} has {col.null_count} nulls")
+        columns.append(col)
+    return columns
+
+
+def _vectors(block: np.ndarray, vector_type: pa.DataType) -> pa.Array:
+    flat = pa.array(np.ascontiguousarray(block).reshape(-1))
+    return pa.FixedSizeListArray.from_arrays(flat, type=vector_type)

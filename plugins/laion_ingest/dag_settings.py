@@ -1,0 +1,40 @@
+"""Airflow-side settings of the laion_ingest DAG: retries, and how many shards run at once.
+
+Retries: every task retries LAION_TASK_RETRIES times (default 3) with exponential backoff from
+LAION_TASK_RETRY_DELAY seconds (30) up to LAION_TASK_MAX_RETRY_DELAY (600). A PermanentError
+(HTTP 404, a corrupt or mismatched file) fails the task at once through Airflow's retry policy,
+without spending retries. Inside one try, downloads retry too (see retry.RetryPolicy).
+
+Concurrency: LAION_MAX_PARALLEL_DOWNLOADS (default 4) fetch tasks at once; LAION_MAX_PARALLEL_LOADS
+loads at once, default 1 on the embedded chdb (its data directory admits one process at a time;
+more would only wait on its lock) and 4 on a server.
+"""
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+from laion_ingest import settings
+
+
+def default_args() -> dict:
+    from airflow.sdk import ExceptionRetryPolicy, RetryAction, RetryRule
+
+    return {
+        "retries": int(os.environ.get("LAION_TASK_RETRIES", 3)),
+        "retry_delay": timedelta(seconds=float(os.environ.get("LAION_TASK_RETRY_DELAY", 30))),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(seconds=float(os.environ.get("LAION_TASK_MAX_RETRY_DELAY", 600))),
+        "retry_policy": ExceptionRetryPolicy(rules=[RetryRule(
+            exception="laion_ingest.errors.PermanentError", action=RetryAction.FAIL,
+            reason="permanent error: retrying cannot help")]),
+    }
+
+
+def parallel_downloads() -> int:
+    return int(os.environ.get("LAION_MAX_PARALLEL_DOWNLOADS", 4))
+
+
+def parallel_loads() -> int:
+    default = 4 if settings.clickhouse_conn_id() else 1
+    return int(os.environ.get("LAION_MAX_PARALLEL_LOADS", default))

@@ -1,0 +1,18 @@
+"""The two kinds of failure the pipeline tells apart.
+
+Anything that is not a PermanentError is treated as transient: the stage retries it with backoff,
+and so does Airflow. A PermanentError (a missing file, a corrupt or mismatched one) cannot get
+better by waiting, so the DAG fails the task at once without spending its retries.
+"""
+
+
+class PermanentError(Exception):
+    """Retrying cannot help: the input itself is wrong or missing."""
+
+
+class ShardFileError(PermanentError):
+    """A source file of a shard is missing, corrupt or does not match the other files of the shard."""
+
+    def __init__(self, shard: int, file: str, problem: str):
+        self.shard, self.file, self.problem = shard, file, problem
+        super().__init__(f"shard {shard}: {file}: {problem}")

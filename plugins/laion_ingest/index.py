@@ -1,0 +1,102 @@
+"""Stage 4: the HNSW vector indexes on image_embedding and text_embedding.
+
+ADD INDEX only declares an index; MATERIALIZE INDEX builds the graph, part by part. Loads never
+build it (materialize_skip_indexes_on_insert = 0, and the table sets
+materialize_skip_indexes_on_merge = 0), and each shard is one part in its own partition, so this
+stage builds each part's graph exactly once: it materializes only the partitions whose part has no
+index yet, both indexes in one mutation, and waits for the mutations while logging their progress.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+
+from laion_ingest.clickhouse import ClickHouse
+from laion_ingest.errors import PermanentError
+
+log = logging.getLogger(__name__)
+
+INDEXES = {"image_index": "image_embedding", "text_index": "text_embedding"}
+
+
+@dataclass(frozen=True)
+class IndexParams:
+    """vector_similarity('hnsw', metric, 512, quantization, m, ef_construction); the seed's values."""
+    metric: str = "cosineDistance"
+    quantization: str = "bf16"
+    m: int = 64
+    ef_construction: int = 256
+
+    def type_full(self) -> str:
+        return (f"vector_similarity('hnsw', '{self.metric}', 512, '{self.quantization}',"
+                f" {self.m}, {self.ef_construction})")
+
+
+def add_indexes(ch: ClickHouse, params: IndexParams) -> list[str]:
+    """Declare both indexes; returns the ones that did not exist. An existing index with other
+    parameters is an error rather than a silent rebuild of hours of work."""
+    existing = {name: type_full for name, _, type_full in ch.run("vector_index_definitions")}
+    added = []
+    for name, column in INDEXES.items():
+        if name not in existing:
+            ch.run("vector_index_add", name=name, column=column, **asdict(params))
+            added.append(name)
+        elif existing[name].replace(" ", "") != params.type_full().replace(" ", ""):
+            raise PermanentError(
+                f"index {name} exists as {existing[name]}, not {params.type_full()}; to rebuild it with"
+                f" the new parameters run: ALTER TABLE laion DROP INDEX {name}")
+    return added
+
+
+def pending_shards(ch: ClickHouse) -> list[int]:
+    """Shards whose part has no vector index yet."""
+    return [int(p) for (p,) in ch.run("vector_index_pending")]
+
+
+def loaded_partitions(ch: ClickHouse) -> list[int]:
+    return [int(p) for (p,) in ch.run("loaded_partitions")]
+
+
+def build_indexes(ch: ClickHouse, params: IndexParams, poll_seconds: float = 5.0) -> list[int]:
+    """Declare both indexes and materialize them where missing; returns the shards indexed now."""
+    added = add_indexes(ch, params)
+    if added:
+        log.info("added %s: %s", ", ".join(added), params.type_full())
+    return materialize_indexes(ch, every_shard=bool(added), poll_seconds=poll_seconds)
+
+
+def materialize_indexes(ch: ClickHouse, every_shard: bool = False, poll_seconds: float = 5.0) -> list[int]:
+    """Build the graphs of the parts that have none (every part after a new index was added)."""
+    shards = loaded_partitions(ch) if every_shard else pending_shards(ch)
+    if not shards:
+        log.info("every shard's part already has its vector indexes")
+        return []
+    log.info("building vector indexes for %d shard(s): %s", len(shards), shards)
+    started = time.monotonic()
+    for shard in shards:
+        ch.run("vector_index_materialize", shard=shard)
+    wait_for_mutations(ch, len(shards), poll_seconds)
+    left = pending_shards(ch)
+    if left:
+        raise RuntimeError(f"index mutations finished but shards {left} still have no vector index")
+    log.info("vector indexes built for %d shard(s) in %.1f s", len(shards), time.monotonic() - started)
+    return shards
+
+
+def wait_for_mutations(ch: ClickHouse, total: int, poll_seconds: float) -> None:
+    """Poll system.mutations until the index mutations are done; fail with ClickHouse's reason."""
+    last = None
+    while True:
+        rows = ch.run("vector_index_progress")
+        for mutation_id, command, _, _, reason in rows:
+            if reason:
+                ch.run("vector_index_kill", mutation_id=mutation_id)
+                raise RuntimeError(f"index mutation {mutation_id} ({command}) failed: {reason}")
+        if not rows:
+            return
+        done = total - len({r[0] for r in rows})
+        if done != last:
+            log.info("vector index build: %d of %d shard part(s) done", done, total)
+            last = done
+        time.sleep(poll_seconds)

@@ -1,0 +1,33 @@
+"""The ledger: one row per attempt to load a shard (laion_ledger), and what it says now."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from laion_ingest.clickhouse import ClickHouse
+
+
+@dataclass
+class Attempt:
+    """One try at one shard; the pipeline fills it in as the stages go."""
+    shard: int
+    try_number: int = 1
+    run_id: str = ""
+    started_at: float = field(default_factory=time.time)
+    rows: int = 0
+    source_bytes: dict[str, int] = field(default_factory=dict)
+
+    def record(self, ch: ClickHouse, outcome: str, stage: str, error: str = "") -> None:
+        ch.run("ledger_record", shard=self.shard, outcome=outcome, stage=stage,
+               try_number=self.try_number, rows=self.rows, source_bytes=self.source_bytes,
+               started_at=self.started_at, finished_at=time.time(), error=error[:2000],
+               run_id=self.run_id)
+
+
+def shard_status(ch: ClickHouse) -> list[dict]:
+    names = ("shard", "loaded", "rows", "loaded_at", "last_outcome", "last_error", "max_try")
+    return [dict(zip(names, r)) for r in ch.run("shard_status")]
+
+
+def loaded_shards(ch: ClickHouse) -> set[int]:
+    return {s["shard"] for s in shard_status(ch) if s["loaded"]}

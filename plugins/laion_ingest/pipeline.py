@@ -1,0 +1,81 @@
+"""A shard's way through the stages, on the work directory, with every attempt in the ledger.
+
+The Airflow tasks and the command line both call these functions; each stage can run in its own
+process (its own Airflow task), because everything it needs is on disk under
+<work dir>/shard_<N>/ or passed as a small return value.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from laion_ingest import settings
+from laion_ingest.clickhouse import ClickHouse
+from laion_ingest.convert import convert_shard, staged_name
+from laion_ingest.fetch import fetch_shard
+from laion_ingest.ledger import Attempt, loaded_shards
+from laion_ingest.load import create_tables, load_shard
+
+log = logging.getLogger(__name__)
+
+
+def shard_dir(shard: int) -> Path:
+    return settings.work_dir() / f"shard_{shard}"
+
+
+def plan(first: int, last: int, force: bool = False) -> list[int]:
+    """Shards first..last to load: all of them with force, else those the ledger has not loaded."""
+    wanted = list(range(first, last + 1))
+    if force:
+        return wanted
+    with ClickHouse() as ch:
+        create_tables(ch)
+        done = loaded_shards(ch)
+    skipped = [s for s in wanted if s in done]
+    if skipped:
+        log.info("skipping %d shard(s) already loaded: %s (force reloads them)", len(skipped), skipped)
+    return [s for s in wanted if s not in done]
+
+
+@contextmanager
+def recorded(attempt: Attempt, stage: str):
+    """Write a failure of the stage to the ledger, then let it propagate."""
+    try:
+        yield
+    except Exception as exc:
+        log.error("shard %d: %s failed on try %d: %s", attempt.shard, stage, attempt.try_number, exc)
+        with ClickHouse() as ch:
+            create_tables(ch)
+            attempt.record(ch, "failed", stage, f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def fetch(attempt: Attempt, source_url: str) -> dict:
+    """Download the shard; returns {"files": {name: bytes}, "started_at": unix time} for the load's ledger row."""
+    with recorded(attempt, "fetch"):
+        files = fetch_shard(attempt.shard, source_url, shard_dir(attempt.shard))
+    return {"files": files, "started_at": attempt.started_at}
+
+
+def convert(attempt: Attempt) -> int:
+    folder = shard_dir(attempt.shard)
+    with recorded(attempt, "convert"):
+        return convert_shard(attempt.shard, folder, folder / staged_name(attempt.shard))
+
+
+def load(attempt: Attempt, rows: int | None = None) -> int:
+    """Load the converted shard; rows is what convert reported (default: the Parquet's row count)."""
+    parquet = shard_dir(attempt.shard) / staged_name(attempt.shard)
+    with recorded(attempt, "load"):
+        if rows is None:
+            rows = pq.ParquetFile(parquet).metadata.num_rows
+        with ClickHouse() as ch:
+            create_tables(ch)
+            attempt.rows = load_shard(ch, attempt.shard, parquet, rows)
+            attempt.record(ch, "loaded", "load")
+    shutil.rmtree(parquet.parent, ignore_errors=True)
+    return attempt.rows

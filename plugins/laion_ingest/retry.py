@@ -1,0 +1,49 @@
+"""Retry with exponential backoff for transient failures; PermanentError is never retried."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable, TypeVar
+
+from laion_ingest.errors import PermanentError
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5          # tries inside one Airflow try, the first included
+    initial_delay: float = 2.0  # seconds before the second try; doubles each time
+    max_delay: float = 60.0
+
+    @classmethod
+    def from_env(cls) -> "RetryPolicy":
+        """LAION_RETRY_ATTEMPTS, LAION_RETRY_INITIAL_DELAY, LAION_RETRY_MAX_DELAY override the defaults."""
+        d = cls()
+        return cls(int(os.environ.get("LAION_RETRY_ATTEMPTS", d.attempts)),
+                   float(os.environ.get("LAION_RETRY_INITIAL_DELAY", d.initial_delay)),
+                   float(os.environ.get("LAION_RETRY_MAX_DELAY", d.max_delay)))
+
+    def delay(self, failures: int) -> float:
+        return min(self.initial_delay * 2 ** (failures - 1), self.max_delay)
+
+
+def retrying(what: str, fn: Callable[[], T], policy: RetryPolicy) -> T:
+    """Call fn until it succeeds, raises a PermanentError, or has failed policy.attempts times."""
+    attempt = 1
+    while True:
+        try:
+            return fn()
+        except PermanentError:
+            raise
+        except Exception as exc:
+            if attempt >= policy.attempts:
+                raise
+            wait = policy.delay(attempt)
+            log.warning("%s failed (attempt %d of %d): %s; retrying in %.1f s",
+                        what, attempt, policy.attempts, exc, wait)
+            time.sleep(wait)
+            attempt += 1

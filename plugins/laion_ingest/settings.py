@@ -1,0 +1,52 @@
+"""Where things live and what they talk to, read from the environment.
+
+Every setting has a default that works on one machine with the embedded engine (chdb); a user with
+a ClickHouse server or an S3 bucket changes only environment variables or Airflow connections.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+LAION_URL = "https://deploy.laion.ai/8f83b608504d46bb81708ec86e912220/embeddings/"
+SHARD_COUNT = 410  # img_emb_0 .. img_emb_409
+
+
+def _data_home() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
+
+
+def source_url() -> str:
+    """Base URL holding img_emb/, text_emb/ and metadata/; LAION_SOURCE_URL switches it to a mirror."""
+    return os.environ.get("LAION_SOURCE_URL") or LAION_URL
+
+
+def chdb_path() -> Path:
+    """Data directory of the embedded ClickHouse (chdb)."""
+    return Path(os.environ.get("LAION_CHDB_PATH") or _data_home() / "laion_ingest" / "chdb")
+
+
+def work_dir() -> Path:
+    """Downloads and converted Parquet, per shard; each shard's files are removed once it is loaded."""
+    return Path(os.environ.get("LAION_WORK_DIR") or _data_home() / "laion_ingest" / "work")
+
+
+def clickhouse_conn_id() -> str | None:
+    """Airflow connection of a ClickHouse server; unset means the embedded chdb."""
+    return os.environ.get("LAION_CLICKHOUSE_CONN_ID") or None
+
+
+def staging_url() -> str | None:
+    """s3://bucket/prefix where converted shards are staged for a server; unset means local files."""
+    return os.environ.get("LAION_STAGING_URL") or None
+
+
+def s3_conn_id() -> str:
+    """Airflow connection holding the staging bucket's credentials (login, password, extra endpoint_url)."""
+    return os.environ.get("LAION_S3_CONN_ID", "laion_s3")
+
+
+def sql_dir() -> Path:
+    """include/sql of this repository (the compose file mounts it beside plugins/)."""
+    default = Path(__file__).resolve().parents[2] / "include" / "sql"
+    return Path(os.environ.get("LAION_SQL_DIR") or default)

@@ -1,0 +1,86 @@
+"""Where a converted shard waits for ClickHouse to read it: a local file, or an S3 object.
+
+The embedded engine reads the local file directly. A ClickHouse server usually cannot see the
+Airflow worker's disk, so with LAION_STAGING_URL=s3://bucket/prefix the file is uploaded (boto3)
+and the server reads it with s3(). Credentials come from the Airflow connection
+LAION_S3_CONN_ID (default laion_s3: login = access key id, password = secret, extra
+{"endpoint_url": ...}) or, without Airflow or that connection, from AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY and AWS_ENDPOINT_URL. They are passed to ClickHouse as query parameters
+and never logged.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from laion_ingest import settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class S3Target:
+    bucket: str
+    prefix: str
+    access_key_id: str
+    secret_access_key: str
+    endpoint_url: str | None
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint_url, aws_access_key_id=self.access_key_id,
+                            aws_secret_access_key=self.secret_access_key)
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def http_url(self, name: str) -> str:
+        """The URL ClickHouse's s3() reads: path style under a custom endpoint, else AWS's."""
+        if self.endpoint_url:
+            return f"{self.endpoint_url.rstrip('/')}/{self.bucket}/{self.key(name)}"
+        return f"https://{self.bucket}.s3.amazonaws.com/{self.key(name)}"
+
+
+def s3_target(url: str) -> S3Target:
+    parsed = urlparse(url)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise ValueError(f"LAION_STAGING_URL must look like s3://bucket/prefix, not {url!r}")
+    key_id, secret, endpoint = _credentials()
+    return S3Target(parsed.netloc, parsed.path.strip("/"), key_id, secret, endpoint)
+
+
+def _credentials() -> tuple[str, str, str | None]:
+    try:
+        from airflow.sdk import BaseHook
+
+        conn = BaseHook.get_connection(settings.s3_conn_id())
+        return conn.login, conn.password, conn.extra_dejson.get("endpoint_url")
+    except Exception as exc:  # no Airflow here, or no such connection: use the environment
+        log.debug("no Airflow connection %s (%s); using AWS_* environment variables",
+                  settings.s3_conn_id(), type(exc).__name__)
+    return (os.environ.get("AWS_ACCESS_KEY_ID", ""), os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
+            os.environ.get("AWS_ENDPOINT_URL"))
+
+
+def stage(local: Path) -> tuple[str, dict]:
+    """Make a converted file readable by ClickHouse: (SQL file name, its query parameters)."""
+    url = settings.staging_url()
+    if not url:
+        return "stage_insert_file", {"path": str(Path(local).resolve())}
+    target = s3_target(url)
+    log.info("uploading %s to s3://%s/%s", local.name, target.bucket, target.key(local.name))
+    target.client().upload_file(str(local), target.bucket, target.key(local.name))
+    return "stage_insert_s3", {"url": target.http_url(local.name), "access_key_id": target.access_key_id,
+                               "secret_access_key": target.secret_access_key}
+
+
+def unstage(local: Path) -> None:
+    """Remove the staged copy once ClickHouse holds the shard."""
+    url = settings.staging_url()
+    if url:
+        target = s3_target(url)
+        target.client().delete_object(Bucket=target.bucket, Key=target.key(local.name))

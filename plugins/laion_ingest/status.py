@@ -1,0 +1,52 @@
+"""`python -m laion_ingest status`: how far the load is, read from the ledger and the table."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+from laion_ingest import settings
+from laion_ingest.clickhouse import ClickHouse
+from laion_ingest.ledger import shard_status
+from laion_ingest.load import create_tables
+
+
+def collect() -> dict:
+    with ClickHouse() as ch:
+        create_tables(ch)
+        shards = shard_status(ch)
+        table_rows = ch.run("table_rows")[0][0]
+    loaded = [s for s in shards if s["loaded"]]
+    failing = [s for s in shards if s["last_outcome"] == "failed"]
+    return {
+        "shards_total": settings.SHARD_COUNT,
+        "shards_loaded": len(loaded),
+        "rows_in_table": table_rows,
+        "failing": [{"shard": s["shard"], "tries": s["max_try"], "last_error": s["last_error"]} for s in failing],
+        "eta_seconds": _eta(sorted(s["loaded_at"] for s in loaded), settings.SHARD_COUNT - len(loaded)),
+    }
+
+
+def _eta(loaded_at: list[datetime], remaining: int, window: int = 20) -> float | None:
+    """Seconds to load the remaining shards at the pace of the last `window` loads."""
+    recent = loaded_at[-window:]
+    if remaining == 0:
+        return 0.0
+    if len(recent) < 2:
+        return None
+    span = (recent[-1] - recent[0]).total_seconds()
+    return remaining * span / (len(recent) - 1) if span > 0 else None
+
+
+def report(as_json: bool = False) -> str:
+    s = collect()
+    if as_json:
+        return json.dumps(s, indent=2)
+    lines = [f"shards loaded: {s['shards_loaded']} of {s['shards_total']}",
+             f"rows in laion: {s['rows_in_table']:,}"]
+    eta = s["eta_seconds"]
+    lines.append("ETA: " + ("done" if eta == 0 else "unknown (fewer than 2 recent loads)" if eta is None
+                            else f"{eta / 3600:.1f} h at the recent pace"))
+    for f in s["failing"]:
+        lines.append(f"failing: shard {f['shard']} (try {f['tries']}): {f['last_error']}")
+    lines.append(f"as of {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC")
+    return "\n".join(lines)
