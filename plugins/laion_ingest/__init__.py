@@ -1,0 +1,1 @@
+"""Airflow plugin package: load LAION-400M CLIP embeddings into ClickHouse."""

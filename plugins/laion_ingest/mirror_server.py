@@ -1,0 +1,183 @@
+"""Local HTTP server for a mirror directory, with fault injection.
+
+Stands in for the LAION download server in tests and the quickstart: it
+speaks real HTTP/1.1 over a socket, so the downloader's retry, resume
+(Range) and size-check code runs exactly as in production. Faults let tests
+script failures per URL path:
+
+    MirrorServer(d, faults={"/img_emb/img_emb_1.npy": [503, "cut"]})
+
+Each request to that path takes the next entry: an int answers with that
+error status; "cut" sends the headers and only half of the body, then closes
+the connection (a dropped download). Once the list is empty the path is
+served normally.
+"""
+
+import http.server
+import os
+import re
+import threading
+from functools import partial
+from urllib.parse import unquote, urlsplit
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """(first, last) byte for a single-range header, or None to ignore it.
+
+    Multi-range and malformed headers are ignored (the full body is served),
+    as RFC 9110 allows. A returned first >= size means unsatisfiable.
+    """
+    m = _RANGE.fullmatch(header.strip())
+    if not m or m.groups() == ("", ""):
+        return None
+    first, last = m.groups()
+    if not first:  # suffix form "bytes=-n": the last n bytes
+        return max(size - int(last), 0), size - 1
+    if last and int(last) < int(first):
+        return None
+    return int(first), min(int(last), size - 1) if last else size - 1
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """GET/HEAD of files only (no listings), with Range and scripted faults."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        self._serve(body=True)
+
+    def do_HEAD(self):
+        self._serve(body=False)
+
+    def _serve(self, body: bool) -> None:
+        mirror = self.server.mirror
+        fault = mirror._next_fault(self._url_path())
+        if isinstance(fault, int):
+            self.send_error(fault)
+            return
+        path = self.translate_path(self.path)
+        if not os.path.isfile(path):
+            self.send_error(404)
+            return
+        size = os.path.getsize(path)
+        first, last = 0, size - 1
+        span = _parse_range(self.headers.get("Range", ""), size) if mirror.ranges else None
+        if span and span[0] >= size:
+            self.send_response(416)
+            self.send_header("Content-Range", f"bytes */{size}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(206 if span else 200)
+        if span:
+            first, last = span
+            self.send_header("Content-Range", f"bytes {first}-{last}/{size}")
+        if mirror.ranges:
+            self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Type", "application/octet-stream")
+        count = last - first + 1
+        self.send_header("Content-Length", str(count))
+        self.end_headers()
+        if fault == "cut":
+            count //= 2
+            self.close_connection = True
+        if body and count > 0:
+            try:
+                with open(path, "rb") as f:
+                    self.connection.sendfile(f, first, count)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # client gave up; nothing to report
+
+    def _url_path(self) -> str:
+        return unquote(urlsplit(getattr(self, "path", "")).path)
+
+    def log_request(self, code="-", size="-"):
+        """Record every response (errors included) in the server's request log."""
+        headers = getattr(self, "headers", None)  # unset when the request line is malformed
+        self.server.mirror._record(
+            (self.command, self._url_path(), headers and headers.get("Range"), int(code)))
+        if self.server.mirror.verbose:
+            super().log_request(code, size)
+
+    def log_message(self, format, *args):
+        if self.server.mirror.verbose:
+            super().log_message(format, *args)
+
+
+class _HTTPServer(http.server.ThreadingHTTPServer):
+    # Idle keep-alive connections must not make stop() wait for the client.
+    block_on_close = False
+
+
+class MirrorServer:
+    """Serve `directory` on host:port (0 picks a free port) from a daemon thread.
+
+    `faults` maps URL path -> list of int status codes or "cut" (see module
+    docstring). `ranges=False` emulates a server without Range support: the
+    header is ignored and the full body is always sent with 200.
+    `requests` lists (method, path, Range header or None, status) per response.
+    """
+
+    def __init__(self, directory, host="127.0.0.1", port=0, faults=None, ranges=True, verbose=False):
+        self.faults = {path: list(codes) for path, codes in (faults or {}).items()}
+        bad = [c for codes in self.faults.values() for c in codes if c != "cut" and not isinstance(c, int)]
+        if bad:  # a typo would otherwise silently serve normally and mislead the test
+            raise ValueError(f"faults must be int status codes or 'cut', got {bad}")
+        self.ranges = ranges
+        self.verbose = verbose
+        self._lock = threading.Lock()
+        self._log = []
+        self._httpd = _HTTPServer((host, port), partial(_Handler, directory=os.fspath(directory)))
+        self._httpd.mirror = self
+        self._thread = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}/"
+
+    @property
+    def requests(self) -> list[tuple[str, str, str | None, int]]:
+        with self._lock:
+            return list(self._log)
+
+    def start(self) -> "MirrorServer":
+        # A short poll interval keeps stop() (which waits for the next poll) fast in tests.
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread:
+            self._httpd.shutdown()
+            self._thread.join()
+        self._httpd.server_close()
+
+    def __enter__(self) -> "MirrorServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _next_fault(self, path: str):
+        with self._lock:
+            codes = self.faults.get(path)
+            return codes.pop(0) if codes else None
+
+    def _record(self, entry) -> None:
+        with self._lock:
+            self._log.append(entry)
+
+
+def serve_forever(directory, host="127.0.0.1", port=8000) -> None:
+    """Serve a mirror until interrupted, logging each request (command-line use)."""
+    server = MirrorServer(directory, host, port, verbose=True)
+    print(f"serving {os.path.abspath(directory)} at {server.url}", flush=True)
+    try:
+        server._httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server._httpd.server_close()
