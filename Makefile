@@ -1,0 +1,30 @@
+# The two commands of the README: `make quickstart` and `make test`. Each sets up what it needs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SHARDS ?= 4
+ROWS ?= 20000
+
+.PHONY: quickstart test bench requirements
+
+$(VENV)/installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+quickstart: $(VENV)/installed
+	$(PY) scripts/quickstart.py --shards $(SHARDS) --rows $(ROWS)
+
+test: $(VENV)/installed
+	$(PY) -m pytest tests
+
+bench: $(VENV)/installed
+	$(PY) bench/run.py
+
+# Re-pin requirements.txt from requirements.in in a throwaway virtual environment.
+requirements:
+	rm -rf /tmp/laion-req && $(PYTHON) -m venv /tmp/laion-req
+	/tmp/laion-req/bin/pip install --quiet -r requirements.in
+	(echo "# Exact pins of requirements.in and everything it pulls in (make requirements regenerates this)."; \
+	 /tmp/laion-req/bin/pip freeze) > requirements.txt
