@@ -66,25 +66,23 @@ def laion_ingest():
     def shard(shard: int):
         @task(map_index_template="shard {{ shard }}", max_active_tis_per_dag=cfg.parallel_downloads())
         def fetch(shard: int) -> dict:
-            get_current_context()["shard"] = shard
             return pipeline.fetch(_attempt(shard), get_current_context()["params"]["source_url"])
 
         @task(map_index_template="shard {{ shard }}")
         def convert(shard: int) -> int:
-            get_current_context()["shard"] = shard
             return pipeline.convert(_attempt(shard))
 
         @task(map_index_template="shard {{ shard }}", max_active_tis_per_dag=cfg.parallel_loads())
         def load(shard: int, fetched: dict, rows: int) -> int:
-            get_current_context()["shard"] = shard
             attempt = _attempt(shard)
             attempt.source_bytes, attempt.started_at = fetched["files"], fetched["started_at"]
             return pipeline.load(attempt, rows)
 
-        fetched = fetch(shard)
-        rows = convert(shard)
+        # By keyword: map_index_template sees the task's keyword arguments.
+        fetched = fetch(shard=shard)
+        rows = convert(shard=shard)
         fetched >> rows
-        return load(shard, fetched, rows)
+        return load(shard=shard, fetched=fetched, rows=rows)
 
     @task(trigger_rule="all_done")
     def add_vector_indexes() -> list[str]:

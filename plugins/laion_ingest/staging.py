@@ -4,7 +4,7 @@ The embedded engine reads the local file directly. A ClickHouse server usually c
 Airflow worker's disk, so with LAION_STAGING_URL=s3://bucket/prefix the file is uploaded (boto3)
 and the server reads it with s3(). Credentials come from the Airflow connection
 LAION_S3_CONN_ID (default laion_s3: login = access key id, password = secret, extra
-{"endpoint_url": ...}) or, without Airflow or that connection, from AWS_ACCESS_KEY_ID,
+{"endpoint_url": ...}) or, outside Airflow or without that connection, from AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY and AWS_ENDPOINT_URL. They are passed to ClickHouse as query parameters
 and never logged.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -54,14 +55,17 @@ def s3_target(url: str) -> S3Target:
 
 
 def _credentials() -> tuple[str, str, str | None]:
-    try:
+    """From the Airflow connection when running under Airflow, else from the environment.
+    (Importing Airflow from the command line would configure its logging and create ~/airflow.)"""
+    if "airflow.sdk" in sys.modules:
         from airflow.sdk import BaseHook
 
-        conn = BaseHook.get_connection(settings.s3_conn_id())
-        return conn.login, conn.password, conn.extra_dejson.get("endpoint_url")
-    except Exception as exc:  # no Airflow here, or no such connection: use the environment
-        log.debug("no Airflow connection %s (%s); using AWS_* environment variables",
-                  settings.s3_conn_id(), type(exc).__name__)
+        try:
+            conn = BaseHook.get_connection(settings.s3_conn_id())
+            return conn.login, conn.password, conn.extra_dejson.get("endpoint_url")
+        except Exception as exc:  # no such connection: fall back to the environment
+            log.info("no Airflow connection %s (%s); using AWS_* environment variables",
+                     settings.s3_conn_id(), type(exc).__name__)
     return (os.environ.get("AWS_ACCESS_KEY_ID", ""), os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
             os.environ.get("AWS_ENDPOINT_URL"))
 

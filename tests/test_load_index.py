@@ -1,0 +1,102 @@
+"""load and index against chdb: atomic replacement, nothing lost on failure, each part indexed once."""
+from __future__ import annotations
+
+import pytest
+
+from laion_ingest import pipeline
+from laion_ingest.clickhouse import ClickHouse
+from laion_ingest.convert import staged_name
+from laion_ingest.errors import PermanentError
+from laion_ingest.index import IndexParams, build_indexes
+from laion_ingest.ledger import Attempt, shard_status
+
+SMALL = IndexParams(m=8, ef_construction=32)
+
+
+def load(mirror, shard, try_number=1):
+    attempt = Attempt(shard, try_number=try_number)
+    pipeline.fetch(attempt, mirror.url)
+    pipeline.convert(attempt)
+    return pipeline.load(attempt)
+
+
+def count(shard=None):
+    with ClickHouse() as ch:
+        where = "" if shard is None else f" WHERE shard = {int(shard)}"
+        return ch.query("SELECT count(), uniqExact(id) FROM laion" + where)[0]
+
+
+def test_reload_replaces_the_shard_without_duplicates(mirror, engine_env):
+    rows = load(mirror, 0)
+    assert count(0) == (rows, rows)
+    load(mirror, 0, try_number=2)
+    assert count(0) == (rows, rows)
+    with ClickHouse() as ch:
+        [status] = shard_status(ch)
+        assert (status["loaded"], status["rows"], status["max_try"]) == (1, rows, 2)
+        assert ch.query("SELECT count() FROM system.tables WHERE name LIKE 'laion_stage_%'")[0][0] == 0
+    assert not pipeline.shard_dir(0).exists()  # downloads and Parquet removed after the load
+
+
+def test_a_failed_reload_keeps_the_loaded_shard(mirror, engine_env):
+    rows = load(mirror, 1)
+    attempt = Attempt(1, try_number=2)
+    pipeline.fetch(attempt, mirror.url)
+    pipeline.convert(attempt)
+    staged = pipeline.shard_dir(1) / staged_name(1)
+    staged.write_bytes(staged.read_bytes()[: staged.stat().st_size // 2])  # torn file: the insert fails midway
+    with pytest.raises(Exception):
+        pipeline.load(attempt)
+    assert count(1) == (rows, rows)
+    with ClickHouse() as ch:
+        [status] = shard_status(ch)
+        assert status["last_outcome"] == "failed" and status["loaded"] and "load" in ch.query(
+            "SELECT stage FROM laion_ledger WHERE outcome = 'failed'")[0]
+        assert ch.query("SELECT count() FROM system.tables WHERE name LIKE 'laion_stage_%'")[0][0] == 0
+
+
+def test_a_row_count_mismatch_is_not_published(mirror, engine_env):
+    attempt = Attempt(2)
+    pipeline.fetch(attempt, mirror.url)
+    rows = pipeline.convert(attempt)
+    with pytest.raises(PermanentError, match=f"staged {rows} rows"):
+        pipeline.load(attempt, rows + 1)
+    with ClickHouse() as ch:
+        assert ch.query("SELECT count() FROM laion")[0][0] == 0
+
+
+def index_bytes():
+    with ClickHouse() as ch:
+        return dict(ch.query("SELECT partition, sum(secondary_indices_compressed_bytes) FROM system.parts"
+                             " WHERE table = 'laion' AND active AND rows > 0 GROUP BY partition"))
+
+
+def materialize_commands():
+    with ClickHouse() as ch:
+        return sorted(r[0] for r in ch.query("SELECT command FROM system.mutations WHERE table = 'laion'"))
+
+
+def test_each_part_is_indexed_exactly_once(mirror, engine_env):
+    load(mirror, 0)
+    load(mirror, 1)
+    assert set(index_bytes().values()) == {0}  # loads build no index
+    with ClickHouse() as ch:
+        assert build_indexes(ch, SMALL) == [0, 1]
+    assert all(v > 0 for v in index_bytes().values())
+    load(mirror, 2)  # a backfill after the indexes exist: its part arrives without them
+    assert index_bytes()["2"] == 0
+    with ClickHouse() as ch:
+        assert build_indexes(ch, SMALL) == [2]
+        assert build_indexes(ch, SMALL) == []
+        assert ch.query("SELECT partition, count() FROM system.parts WHERE table = 'laion' AND active"
+                        " AND rows > 0 GROUP BY partition ORDER BY partition") == [("0", 1), ("1", 1), ("2", 1)]
+    assert materialize_commands() == [  # one build per index and part, ever
+        f"(MATERIALIZE INDEX {name} IN PARTITION {p})" for name in ("image_index", "text_index") for p in range(3)]
+
+
+def test_other_index_parameters_are_refused_with_the_fix(mirror, engine_env):
+    load(mirror, 0)
+    with ClickHouse() as ch:
+        build_indexes(ch, SMALL)
+        with pytest.raises(PermanentError, match="ALTER TABLE laion DROP INDEX image_index"):
+            build_indexes(ch, IndexParams())
