@@ -3,15 +3,17 @@ HNSW vector indexes. The work lives in plugins/laion_ingest; this file only wire
 See README.md for the three usual jobs (load everything, backfill a range, reload a shard)."""
 from __future__ import annotations
 
-from airflow.sdk import Asset, Param, dag, get_current_context, task, task_group
+from airflow.sdk import Asset, Param, PokeReturnValue, dag, get_current_context, task, task_group
+from airflow.sdk.exceptions import AirflowFailException
 
 from laion_ingest import dag_settings as cfg
 from laion_ingest import pipeline, settings
 from laion_ingest.clickhouse import ClickHouse
-from laion_ingest.index import IndexParams, add_indexes, materialize_indexes
+from laion_ingest.index import IndexParams, add_indexes, build_progress, materialize_indexes, submit_builds
 from laion_ingest.ledger import Attempt
 from laion_ingest.load import create_tables
 from laion_ingest.summary import summarize
+from laion_ingest.trigger_check import shard_range_problem
 
 LAION_TABLE = Asset(name="laion", uri="clickhouse://laion_ingest/default/laion")
 INDEX = IndexParams()
@@ -58,8 +60,9 @@ def laion_ingest():
     @task
     def plan_shards() -> list[int]:
         p = get_current_context()["params"]
-        if p["first_shard"] > p["last_shard"]:
-            raise ValueError(f"first_shard ({p['first_shard']}) is after last_shard ({p['last_shard']})")
+        problem = shard_range_problem(p)  # the API server refuses these; `airflow dags test` does not
+        if problem:
+            raise AirflowFailException(problem)
         return pipeline.plan(p["first_shard"], p["last_shard"], p["force"])
 
     @task_group
@@ -92,12 +95,24 @@ def laion_ingest():
         with ClickHouse() as ch:
             return add_indexes(ch, _index_params(p))
 
-    @task(trigger_rule="all_done", outlets=[LAION_TABLE])
+    @task(trigger_rule="all_done")
     def build_vector_indexes(added: list[str]) -> list[int]:
+        """Start the index builds. On a server they run in ClickHouse and the sensor below waits;
+        chdb runs them inside the process that holds its data directory, so this task waits."""
         if not get_current_context()["params"]["build_indexes"]:
             return []
         with ClickHouse() as ch:
+            if settings.clickhouse_conn_id():
+                return submit_builds(ch, every_shard=bool(added))
             return materialize_indexes(ch, every_shard=bool(added))
+
+    @task.sensor(poke_interval=cfg.index_poll_seconds(), timeout=cfg.index_timeout_seconds(),
+                 mode="reschedule", outlets=[LAION_TABLE])
+    def wait_for_vector_indexes(shards: list[int]) -> PokeReturnValue:
+        """Poll the builds' mutations between pokes without holding a worker slot; publishes the
+        table's update as the `laion` Asset."""
+        with ClickHouse() as ch:
+            return PokeReturnValue(is_done=not shards or build_progress(ch, shards))
 
     @task(trigger_rule="all_done")
     def summary(planned: list[int]) -> dict:
@@ -109,7 +124,7 @@ def laion_ingest():
     loaded = shard.expand(shard=planned)
     added = add_vector_indexes()
     loaded >> added
-    build_vector_indexes(added) >> summary(planned)
+    wait_for_vector_indexes(build_vector_indexes(added)) >> summary(planned)
 
 
 def _index_params(p) -> IndexParams:

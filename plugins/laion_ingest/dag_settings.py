@@ -8,6 +8,9 @@ without spending retries. Inside one try, downloads retry too (see retry.RetryPo
 Concurrency: LAION_MAX_PARALLEL_DOWNLOADS (default 4) fetch tasks at once; LAION_MAX_PARALLEL_LOADS
 loads at once, default 1 on the embedded chdb (its data directory admits one process at a time;
 more would only wait on its lock) and 4 on a server.
+
+Index builds on a server: a sensor in reschedule mode checks the mutations every
+LAION_INDEX_POLL_SECONDS (60) for at most LAION_INDEX_TIMEOUT_HOURS (72).
 """
 from __future__ import annotations
 
@@ -38,3 +41,11 @@ def parallel_downloads() -> int:
 def parallel_loads() -> int:
     default = 4 if settings.clickhouse_conn_id() else 1
     return int(os.environ.get("LAION_MAX_PARALLEL_LOADS", default))
+
+
+def index_poll_seconds() -> float:
+    return float(os.environ.get("LAION_INDEX_POLL_SECONDS", 60))
+
+
+def index_timeout_seconds() -> float:
+    return 3600 * float(os.environ.get("LAION_INDEX_TIMEOUT_HOURS", 72))

@@ -67,36 +67,42 @@ def build_indexes(ch: ClickHouse, params: IndexParams, poll_seconds: float = 5.0
 
 
 def materialize_indexes(ch: ClickHouse, every_shard: bool = False, poll_seconds: float = 5.0) -> list[int]:
-    """Build the graphs of the parts that have none (every part after a new index was added)."""
+    """Build the graphs of the parts that have none, and wait for them."""
+    shards = submit_builds(ch, every_shard)
+    if shards:
+        started = time.monotonic()
+        while not build_progress(ch, shards):
+            time.sleep(poll_seconds)
+        log.info("vector indexes built for %d shard(s) in %.1f s", len(shards), time.monotonic() - started)
+    return shards
+
+
+def submit_builds(ch: ClickHouse, every_shard: bool = False) -> list[int]:
+    """Start one MATERIALIZE INDEX mutation per part without graphs (every part after a new index
+    was added); returns their shards. The mutations run in ClickHouse's background."""
     shards = loaded_partitions(ch) if every_shard else pending_shards(ch)
     if not shards:
         log.info("every shard's part already has its vector indexes")
         return []
     log.info("building vector indexes for %d shard(s): %s", len(shards), shards)
-    started = time.monotonic()
     for shard in shards:
         ch.run("vector_index_materialize", shard=shard)
-    wait_for_mutations(ch, len(shards), poll_seconds)
-    left = pending_shards(ch)
-    if left:
-        raise RuntimeError(f"index mutations finished but shards {left} still have no vector index")
-    log.info("vector indexes built for %d shard(s) in %.1f s", len(shards), time.monotonic() - started)
     return shards
 
 
-def wait_for_mutations(ch: ClickHouse, total: int, poll_seconds: float) -> None:
-    """Poll system.mutations until the index mutations are done; fail with ClickHouse's reason."""
-    last = None
-    while True:
-        rows = ch.run("vector_index_progress")
-        for mutation_id, command, _, _, reason in rows:
-            if reason:
-                ch.run("vector_index_kill", mutation_id=mutation_id)
-                raise RuntimeError(f"index mutation {mutation_id} ({command}) failed: {reason}")
-        if not rows:
-            return
-        done = total - len({r[0] for r in rows})
-        if done != last:
-            log.info("vector index build: %d of %d shard part(s) done", done, total)
-            last = done
-        time.sleep(poll_seconds)
+def build_progress(ch: ClickHouse, shards: list[int]) -> bool:
+    """Log parts done of total; True once every build is done. A failed mutation is killed and
+    raised with ClickHouse's latest_fail_reason."""
+    rows = ch.run("vector_index_progress")
+    for mutation_id, command, _, _, reason in rows:
+        if reason:
+            ch.run("vector_index_kill", mutation_id=mutation_id)
+            raise RuntimeError(f"index mutation {mutation_id} ({command}) failed: {reason}")
+    running = len({r[0] for r in rows})
+    log.info("vector index build: %d of %d part(s) done", len(shards) - running, len(shards))
+    if running:
+        return False
+    left = sorted(set(pending_shards(ch)) & set(shards))
+    if left:
+        raise RuntimeError(f"index mutations finished but shards {left} still have no vector index")
+    return True

@@ -43,7 +43,11 @@ def plan(first: int, last: int, force: bool = False) -> list[int]:
 
 @contextmanager
 def recorded(attempt: Attempt, stage: str):
-    """Write a failure of the stage to the ledger, then let it propagate."""
+    """Log why a retry happens; write a failure of the stage to the ledger, then let it propagate."""
+    if attempt.try_number > 1:
+        with ClickHouse() as ch:
+            create_tables(ch)
+            attempt.log_previous_failure(ch)
     try:
         yield
     except Exception as exc:

@@ -1,0 +1,96 @@
+"""Operating the DAG like a user, through a real `airflow standalone` and its REST API: refused
+triggers, a transient failure retried, a permanent one failing at once, backfills and reloads."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from laion_ingest.clickhouse import Chdb, ClickHouse
+from laion_ingest.mirror_server import MirrorServer
+from standalone import Standalone
+
+SMALL_INDEX = {"index_m": 8, "index_ef_construction": 32}
+FLAKY = "/text_emb/text_emb_1.npy"  # answers 503 once: shard 1 succeeds on try 2
+MISSING = "/img_emb/img_emb_2.npy"  # answers 404 once: shard 2 fails at once, then loads in the backfill
+
+
+@pytest.fixture(scope="module")
+def airflow(tmp_path_factory, mirror_dir):
+    base = tmp_path_factory.mktemp("standalone")
+    (base / "home").mkdir()
+    with MirrorServer(mirror_dir, faults={FLAKY: [503], MISSING: [404]}) as mirror:
+        server = Standalone(base / "home", {
+            "LAION_CHDB_PATH": str(base / "chdb"), "LAION_WORK_DIR": str(base / "work"),
+            "LAION_RETRY_ATTEMPTS": "1",  # no retries inside a try: the 503 must fail the Airflow try
+            "LAION_TASK_RETRY_DELAY": "1", "LAION_INDEX_POLL_SECONDS": "1"})
+        try:
+            yield {"server": server, "mirror": mirror, "chdb": base / "chdb", "src": mirror_dir}
+        finally:
+            server.stop()
+
+
+def db(airflow) -> ClickHouse:
+    return ClickHouse(Chdb(airflow["chdb"]))
+
+
+def rows_of(airflow, shard) -> int:
+    return pq.ParquetFile(Path(airflow["src"]) / f"metadata/metadata_{shard}.parquet").metadata.num_rows
+
+
+def run(airflow, **conf) -> tuple[str, str]:
+    server = airflow["server"]
+    r = server.trigger({"source_url": airflow["mirror"].url, **SMALL_INDEX, **conf})
+    assert r.status_code == 200, r.text
+    run_id = r.json()["dag_run_id"]
+    return run_id, server.wait_for_run(run_id)
+
+
+def test_out_of_range_triggers_are_refused_naming_the_param(airflow):
+    server = airflow["server"]
+    r = server.trigger({"first_shard": 500, "last_shard": 500})
+    assert r.status_code == 400 and "first_shard" in r.json()["detail"] and "409" in r.json()["detail"]
+    r = server.trigger({"first_shard": 2, "last_shard": 1})
+    assert r.status_code == 400
+    assert "first_shard (2) is after last_shard (1)" in r.json()["detail"]
+    assert server.api("GET", "/dags/laion_ingest/dagRuns").json()["total_entries"] == 0
+
+
+def test_transient_errors_retry_and_permanent_ones_fail_at_once(airflow):
+    server = airflow["server"]
+    run_id, state = run(airflow, first_shard=0, last_shard=2)
+    assert state == "failed"  # the summary fails the run because shard 2 failed
+    fetches = server.task_instances(run_id, "shard.fetch")
+    assert [ti["rendered_map_index"] for ti in fetches] == ["shard 0", "shard 1", "shard 2"]
+    assert [(ti["state"], ti["try_number"]) for ti in fetches] == [("success", 1), ("success", 2), ("failed", 1)]
+    [summary] = server.task_instances(run_id, "summary")
+    assert summary["state"] == "failed"
+    log = server.task_log(run_id, "summary", 1)
+    assert "1 shard(s) failed: [2]" in log and "HTTP 404" in log
+    with db(airflow) as ch:
+        ledger = ch.query("SELECT shard, try_number, outcome, stage, error FROM laion_ledger"
+                          " WHERE run_id = {r:String} ORDER BY shard, finished_at", r=run_id)
+        # try_number is the try of the task that wrote the row: fetch failed on try 1, load ran once
+        assert [row[:4] for row in ledger] == [(0, 1, "loaded", "load"), (1, 1, "failed", "fetch"),
+                                               (1, 1, "loaded", "load"), (2, 1, "failed", "fetch")]
+        assert "503" in ledger[1][4] and "HTTP 404" in ledger[3][4]
+        assert ch.query("SELECT count() FROM laion")[0][0] == rows_of(airflow, 0) + rows_of(airflow, 1)
+    retry_log = server.task_log(run_id, "shard.fetch", 2, map_index=1)
+    assert "shard 1, try 2; previous try 1 failed in fetch" in retry_log and "503" in retry_log
+
+
+def test_a_backfill_loads_only_what_is_missing_and_force_reloads(airflow):
+    run_id, state = run(airflow, first_shard=0, last_shard=2)
+    assert state == "success"
+    expected = sum(rows_of(airflow, s) for s in range(3))
+    with db(airflow) as ch:
+        assert ch.query("SELECT count(), uniqExact(id) FROM laion")[0] == (expected, expected)
+        assert ch.query("SELECT shard FROM laion_ledger WHERE run_id = {r:String} AND outcome = 'loaded'",
+                        r=run_id) == [(2,)]
+    run_id, state = run(airflow, first_shard=1, last_shard=1, force=True)
+    assert state == "success"
+    with db(airflow) as ch:
+        assert ch.query("SELECT count(), uniqExact(id) FROM laion")[0] == (expected, expected)
+        assert ch.query("SELECT count() FROM laion_ledger WHERE shard = 1 AND outcome = 'loaded'")[0][0] == 2
+        assert ch.run("vector_index_pending") == []
