@@ -17,6 +17,7 @@ quickstart: $(VENV)/installed
 	$(PY) scripts/quickstart.py --shards $(SHARDS) --rows $(ROWS)
 
 test: $(VENV)/installed
+	scripts/install-test-deps.sh
 	$(PY) -m pytest tests
 
 bench: $(VENV)/installed

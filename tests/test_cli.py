@@ -1,0 +1,50 @@
+"""The command line, as a user runs it: every stage has --help, and a shard goes through
+fetch, convert, load, index, search and status outside Airflow."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+STAGES = ["mirror", "serve", "fetch", "convert", "load", "index", "search", "status"]
+
+
+def cli(*args, env=None, check=True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "plugins"), **(env or {})}
+    result = subprocess.run([sys.executable, "-m", "laion_ingest", *args], env=env, capture_output=True,
+                            text=True, timeout=300)
+    if check:
+        assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_stage_has_help(stage):
+    assert "usage: python -m laion_ingest " + stage in cli(stage, "--help").stdout
+
+
+def test_a_shard_through_every_stage(mirror, engine_env):
+    for shard in (0, 1):
+        sizes = json.loads(cli("fetch", str(shard), "--source-url", mirror.url).stdout)
+        assert set(sizes["files"]) == {f"img_emb/img_emb_{shard}.npy", f"text_emb/text_emb_{shard}.npy",
+                                       f"metadata/metadata_{shard}.parquet"}
+        rows = int(cli("convert", str(shard)).stdout)
+        assert int(cli("load", str(shard)).stdout) == rows
+    cli("index", "--m", "8", "--ef-construction", "32")
+    out = cli("search", "--shard", "1", "--row", "3").stdout
+    assert "top 10 by HNSW index:" in out and "top 10 by brute force:" in out and "recall@10: " in out
+    status = cli("status").stdout
+    assert "shards loaded: 2 of 410" in status and "ETA: " in status
+
+
+def test_status_names_failing_shards_with_their_error(mirror, engine_env):
+    result = cli("fetch", "3", "--source-url", mirror.url + "nowhere/", check=False)
+    assert result.returncode != 0 and "shard 3: img_emb/img_emb_3.npy: HTTP 404" in result.stderr
+    status = json.loads(cli("status", "--json").stdout)
+    assert status["shards_loaded"] == 0
+    assert status["failing"][0]["shard"] == 3 and "HTTP 404" in status["failing"][0]["last_error"]
