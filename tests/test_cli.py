@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from conftest import ROOT
+from laion_ingest.clickhouse import Chdb
 
 STAGES = ["mirror", "serve", "fetch", "convert", "load", "index", "search", "status"]
 
@@ -48,3 +49,19 @@ def test_status_names_failing_shards_with_their_error(mirror, engine_env):
     status = json.loads(cli("status", "--json").stdout)
     assert status["shards_loaded"] == 0
     assert status["failing"][0]["shard"] == 3 and "HTTP 404" in status["failing"][0]["last_error"]
+
+
+def test_a_second_process_waits_for_the_chdb_directory(engine_env):
+    """chdb admits one process per data directory: the second one queues, saying who holds it."""
+    holder = Chdb(engine_env / "chdb")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "plugins")}
+    waiting = subprocess.Popen([sys.executable, "-m", "laion_ingest", "status"], env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            waiting.wait(timeout=3)  # blocked while this test holds the directory
+    finally:
+        holder.close()  # release it, as a finished task does
+    out, err = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0 and "shards loaded: 0 of 410" in out
+    assert f"waiting for the chdb data directory {engine_env / 'chdb'}, held by pid {os.getpid()}" in err

@@ -36,13 +36,14 @@ class Progress:
     def line(self, now: float) -> str:
         elapsed = max(now - self.start, 1e-9)
         rate = self.done / elapsed
-        text = f"{self.label}: {self.done / self.scale:,.1f}"
+        n = (lambda x: f"{x:,.0f}") if self.scale == 1 else (lambda x: f"{x / self.scale:,.1f}")
+        text = f"{self.label}: {n(self.done)}"
         if self.total:
             eta = (self.total - self.done) / rate if rate else float("inf")
-            text += f" of {self.total / self.scale:,.1f} {self.unit} ({100 * self.done / self.total:.0f}%)"
-            text += f", {rate / self.scale:,.1f} {self.unit}/s, ETA {eta:,.0f} s"
+            text += f" of {n(self.total)} {self.unit} ({100 * self.done / self.total:.0f}%)"
+            text += f", {n(rate)} {self.unit}/s, ETA {eta:,.0f} s"
         else:
-            text += f" {self.unit}, {rate / self.scale:,.1f} {self.unit}/s"
+            text += f" {self.unit}, {n(rate)} {self.unit}/s"
         return text
 
     def _draw(self, now: float) -> None:
