@@ -115,7 +115,9 @@ def laion_ingest():
             return PokeReturnValue(is_done=not shards or build_progress(ch, shards))
 
     @task(trigger_rule="all_done")
-    def summary(planned: list[int]) -> dict:
+    def summary(planned: list[int] | None) -> dict:
+        if planned is None:
+            raise AirflowFailException("plan_shards produced no shard list; see its log")
         ctx = get_current_context()
         return summarize(ctx["run_id"], ctx["params"]["first_shard"], ctx["params"]["last_shard"], planned)
 

@@ -43,7 +43,9 @@ def plan(first: int, last: int, force: bool = False) -> list[int]:
 
 @contextmanager
 def recorded(attempt: Attempt, stage: str):
-    """Log why a retry happens; write a failure of the stage to the ledger, then let it propagate."""
+    """Log the try (and why the previous one failed); write a failure of the stage to the ledger,
+    then let it propagate."""
+    log.info("shard %d: %s, try %d", attempt.shard, stage, attempt.try_number)
     if attempt.try_number > 1:
         with ClickHouse() as ch:
             create_tables(ch)
