@@ -1,0 +1,134 @@
+"""The DAG through the Airflow UI in a real browser (headless Debian Chromium, driven by Selenium):
+log in, open `laion_ingest`, fill the trigger form with a shard range, submit, wait for success,
+and check the grid shows the mapped tasks labelled by shard. This proves the form's Params (titles,
+types, values) reach the run's conf and that `map_index_template` names the mapped tasks.
+Screenshots go to test-artifacts/: trigger-form.png (the filled form) and grid.png (the mapped
+`shard.fetch` instances, "shard 0" and "shard 1", next to the grid with the task group expanded).
+On a UI timeout, the page source and a screenshot are saved there as failed-<what>.html/.png."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+from laion_ingest.mirror_server import MirrorServer
+from standalone import Standalone
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+SIZE = (1600, 1000)
+
+
+@pytest.fixture(scope="module")
+def airflow(tmp_path_factory, mirror_dir):
+    base = tmp_path_factory.mktemp("ui")
+    (base / "home").mkdir()
+    with MirrorServer(mirror_dir) as mirror:
+        server = Standalone(base / "home", {
+            "LAION_CHDB_PATH": str(base / "chdb"), "LAION_WORK_DIR": str(base / "work"),
+            "LAION_TASK_RETRY_DELAY": "1", "LAION_INDEX_POLL_SECONDS": "1"})
+        try:
+            yield server, mirror
+        finally:
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run",
+                f"--user-data-dir={tmp_path_factory.mktemp('chromium')}", "--window-size=%d,%d" % SIZE):
+        options.add_argument(arg)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SE_OFFLINE", "true")  # Selenium Manager must not go online (the paths are given anyway)
+        driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait(driver, what: str, condition, timeout: float = 30):
+    """WebDriverWait that, on timeout, saves the page for debugging and fails saying what is missing."""
+    try:
+        return WebDriverWait(driver, timeout, ignored_exceptions=[StaleElementReferenceException]).until(condition)
+    except TimeoutException:
+        name = "failed-" + re.sub(r"\W+", "-", what).strip("-")
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / f"{name}.html").write_text(driver.page_source)
+        driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+        pytest.fail(f"UI: no {what} after {timeout} s at {driver.current_url}; see {ARTIFACTS / name}.html/.png")
+
+
+def click(driver, what: str, css: str) -> None:
+    wait(driver, what, EC.element_to_be_clickable((By.CSS_SELECTOR, css))).click()
+
+
+def fill(driver, title: str, value) -> None:
+    """Types into the trigger form's field for the Param with this title (select-all + type, as a user)."""
+    xpath = f"//label[@data-part='label'][normalize-space(text())='{title}']/ancestor::div[.//input][1]//input"
+    field = wait(driver, f"form field {title}", EC.element_to_be_clickable((By.XPATH, xpath)))
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(str(value))
+    assert field.get_attribute("value") == str(value), f"form field {title!r} shows {field.get_attribute('value')!r}"
+
+
+def test_trigger_a_shard_range_from_the_ui_and_see_the_shards_in_the_grid(airflow, browser):
+    server, mirror = airflow
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    browser.get(server.url)  # the simple auth manager's login form
+    wait(browser, "login form", EC.visibility_of_element_located((By.NAME, "username"))).send_keys("admin")
+    browser.find_element(By.NAME, "password").send_keys(server.password)
+    click(browser, "sign-in button", "button[type=submit]")
+    wait(browser, "redirect after login", lambda d: "/auth/login" not in d.current_url)
+
+    browser.get(f"{server.url}/dags/laion_ingest")
+    click(browser, "Trigger button", "[data-testid=trigger-dag-button]")
+    conf = {"First shard": 0, "Last shard": 1, "Source URL": mirror.url, "HNSW M": 8, "HNSW ef_construction": 32}
+    for title, value in conf.items():
+        fill(browser, title, value)
+    browser.set_window_size(SIZE[0], 2000)  # tall enough for the whole dialog in one screenshot
+    browser.save_screenshot(str(ARTIFACTS / "trigger-form.png"))
+    browser.set_window_size(*SIZE)
+    click(browser, "form's Trigger button", "[data-testid=trigger-dag-submit]")
+    wait(browser, "run page after trigger", EC.url_contains("/dags/laion_ingest/runs/"))
+    # The form's "Unpause laion_ingest on trigger" (checked by default) unpauses the new, paused DAG,
+    # in a request of its own that can finish after the page has moved on.
+    wait(browser, "DAG unpaused by the trigger form (REST is_paused false)",
+         lambda _: server.api("GET", "/dags/laion_ingest").json()["is_paused"] is False, timeout=15)
+
+    [run] = server.api("GET", "/dags/laion_ingest/dagRuns").json()["dag_runs"]
+    assert unquote(browser.current_url).endswith("/runs/" + run["dag_run_id"])  # the UI opened the run it made
+    assert server.wait_for_run(run["dag_run_id"]) == "success"
+    assert {k: run["conf"][k] for k in ("first_shard", "last_shard", "source_url", "index_m", "index_ef_construction")} \
+        == {"first_shard": 0, "last_shard": 1, "source_url": mirror.url, "index_m": 8, "index_ef_construction": 32}
+
+    browser.get(f"{server.url}/dags/laion_ingest/runs/{quote(run['dag_run_id'], safe='')}/tasks/shard.fetch/mapped")
+    browser.execute_script(  # no CSS transitions: the screenshot shows the end state, not an animation
+        "document.head.insertAdjacentHTML('beforeend', '<style>*{transition:none!important}</style>')")
+    click(browser, "'Expand all task groups' button", "[data-testid=expand-all-button]")
+    wait(browser, "grid row for shard.fetch", EC.visibility_of_element_located(
+        (By.CSS_SELECTOR, "[data-testid=task-shard-fetch]")))
+
+    def shard_labels(driver):  # the rendered map indexes listed in the mapped instances table
+        labels = sorted(e.text for e in driver.find_elements(By.CSS_SELECTOR,
+                                                             "[data-testid=table-cell-rendered_map_index]"))
+        return labels if len(labels) == 2 else False
+
+    assert wait(browser, "2 mapped shard.fetch instances", shard_labels) == ["shard 0", "shard 1"]
+    assert [(ti["rendered_map_index"], ti["state"]) for ti in server.task_instances(run["dag_run_id"], "shard.fetch")] \
+        == [("shard 0", "success"), ("shard 1", "success")]
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "shard 0" in body and "shard 1" in body
+    browser.save_screenshot(str(ARTIFACTS / "grid.png"))
