@@ -3,8 +3,8 @@
 The output has the columns of the `laion` table, in its order: id, shard and row first, then
 the 15 metadata columns cast losslessly to the table's types, then both embeddings as
 fixed-size lists of the source's float type (float16 for LAION, which ClickHouse widens to
-Float32 exactly). Work is streamed in row batches: the .npy files are memory-mapped and the
-metadata is read batch by batch, so memory does not grow with the shard.
+Float32 exactly). Work is streamed in row batches: the .npy files and the metadata are read batch
+by batch, so memory does not grow with the shard.
 """
 from __future__ import annotations
 
@@ -42,13 +42,22 @@ def staged_name(shard: int) -> str:
 def convert_shard(shard: int, src_dir: Path, out_path: Path, batch_rows: int = BATCH_ROWS) -> int:
     """Write out_path from the files fetch_shard put in src_dir; returns the number of rows."""
     img_name, text_name, meta_name = shard_files(shard)
-    img = _open_npy(shard, src_dir, img_name)
-    text = _open_npy(shard, src_dir, text_name)
     meta = _open_metadata(shard, src_dir, meta_name)
+    img = _Npy(shard, Path(src_dir) / img_name, img_name)
+    text = _Npy(shard, Path(src_dir) / text_name, text_name)
+    try:
+        return _convert(shard, meta, img, text, out_path, batch_rows)
+    finally:
+        img.close()
+        text.close()
+
+
+def _convert(shard: int, meta: pq.ParquetFile, img: _Npy, text: _Npy, out_path: Path, batch_rows: int) -> int:
+    img_name, text_name, meta_name = shard_files(shard)
     rows = meta.metadata.num_rows
-    for name, arr in ((img_name, img), (text_name, text)):
-        if arr.shape[0] != rows:
-            raise ShardFileError(shard, name, f"has {arr.shape[0]} rows but {meta_name} has {rows}")
+    for name, npy in ((img_name, img), (text_name, text)):
+        if npy.rows != rows:
+            raise ShardFileError(shard, name, f"has {npy.rows} rows but {meta_name} has {rows}")
     if rows >= ID_BASE:
         raise ShardFileError(shard, meta_name, f"{rows} rows do not fit the id scheme (< {ID_BASE})")
 
@@ -70,7 +79,7 @@ def convert_shard(shard: int, src_dir: Path, out_path: Path, batch_rows: int = B
             columns = [pa.array(row.astype(np.uint64) + np.uint64(shard * ID_BASE)),
                        pa.array(np.full(n, shard, dtype=np.uint16)), pa.array(row),
                        *_cast_metadata(shard, meta_name, batch),
-                       _vectors(img[start:start + n], vector), _vectors(text[start:start + n], vector)]
+                       _vectors(img.read(n), vector), _vectors(text.read(n), vector)]
             out.write_batch(pa.record_batch(columns, schema=schema), row_group_size=batch_rows)
             start += n
             progress.advance(n)
@@ -79,19 +88,37 @@ def convert_shard(shard: int, src_dir: Path, out_path: Path, batch_rows: int = B
     return rows
 
 
-def _open_npy(shard: int, src_dir: Path, name: str) -> np.ndarray:
-    path = Path(src_dir) / name
-    try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except FileNotFoundError:
-        raise ShardFileError(shard, name, f"missing ({path})") from None
-    except Exception as exc:
-        raise ShardFileError(shard, name, f"not a valid .npy file: {exc}") from exc
-    if arr.ndim != 2 or arr.shape[1] != DIM:
-        raise ShardFileError(shard, name, f"shape {arr.shape}, expected (rows, {DIM})")
-    if arr.dtype.kind != "f":
-        raise ShardFileError(shard, name, f"dtype {arr.dtype}, expected a float type")
-    return arr
+class _Npy:
+    """Rows of a .npy file read in order with plain reads. A memory map would do the same, but its
+    pages count as the process's memory and stay resident: for a 1 GB file, 1 GB of RSS."""
+
+    def __init__(self, shard: int, path: Path, name: str):
+        try:
+            self.file = open(path, "rb")
+        except FileNotFoundError:
+            raise ShardFileError(shard, name, f"missing ({path})") from None
+        try:
+            version = np.lib.format.read_magic(self.file)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran, self.dtype = read_header(self.file)
+        except Exception as exc:
+            self.file.close()
+            raise ShardFileError(shard, name, f"not a valid .npy file: {exc}") from exc
+        if len(shape) != 2 or shape[1] != DIM or fortran:
+            self.file.close()
+            raise ShardFileError(shard, name, f"shape {shape}{' (Fortran order)' if fortran else ''},"
+                                              f" expected (rows, {DIM})")
+        if self.dtype.kind != "f":
+            self.file.close()
+            raise ShardFileError(shard, name, f"dtype {self.dtype}, expected a float type")
+        self.rows = shape[0]
+
+    def read(self, n: int) -> np.ndarray:
+        return np.fromfile(self.file, dtype=self.dtype, count=n * DIM).reshape(n, DIM)
+
+    def close(self) -> None:
+        self.file.close()
 
 
 def _open_metadata(shard: int, src_dir: Path, name: str) -> pq.ParquetFile:
@@ -124,5 +151,5 @@ def _cast_metadata(shard: int, name: str, batch: pa.RecordBatch) -> list[pa.Arra
 
 
 def _vectors(block: np.ndarray, vector_type: pa.DataType) -> pa.Array:
-    flat = pa.array(np.ascontiguousarray(block).reshape(-1))
+    flat = pa.array(block.reshape(-1))
     return pa.FixedSizeListArray.from_arrays(flat, type=vector_type)
