@@ -1,0 +1,332 @@
+"""The benchmark, in one run: `make bench` (= .venv/bin/python bench/run.py), or `--quick` to try it.
+
+Generates shards of the real shapes (100,000 rows and 1,000,448 rows, the size of img_emb_0),
+serves them on a loopback HTTP mirror, runs the seed's documented method on the 100,000-row shard
+and our fetch, convert and load on both, measures the variants worth knowing (file formats and
+options, insert settings, overlap), the HNSW index build with the seed's parameters and its
+indexed-once evidence, and 410 tiny shards through the real DAG. Each measured stage runs in its own
+process (bench/stages.py), so its peak RSS is its own. Writes bench/RESULTS.md (overwritten).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "plugins"))
+
+from laion_ingest.mirror import generate_shard, shard_rows  # noqa: E402
+from laion_ingest.mirror_server import MirrorServer  # noqa: E402
+
+PY = sys.executable
+SIZES = {  # small and big shard, index shards (two, then a backfill), tiny shards for the DAG
+    "full": dict(small=100_000, big=1_000_448, index=[50_000, 50_000, 5_000], tiny=410, tiny_rows=50),
+    "quick": dict(small=5_000, big=20_000, index=[300, 300, 100], tiny=12, tiny_rows=50),
+}
+# Insert settings tried on the big shard (the package's load uses none of them).
+PREAD = "storage_file_read_method = 'pread'"
+WATERMARK = "input_format_parquet_memory_high_watermark = 134217728"
+LEAN = "max_insert_threads = 1, min_insert_block_size_bytes = 67108864"
+TUNED = f"materialize_skip_indexes_on_insert = 0, {PREAD}, {WATERMARK}, {LEAN}"  # configuration A of RESULTS.md
+ARROW_TUNED = f"materialize_skip_indexes_on_insert = 0, {PREAD}, {LEAN}"  # configuration B
+ONE_BLOCK = ("max_insert_threads = 1, min_insert_block_size_rows = 2000000, min_insert_block_size_bytes = 0,"
+             " max_insert_block_size = 2000000")
+LOAD_VARIANTS = [  # (label, format, settings, run OPTIMIZE FINAL)
+    ("only materialize_skip_indexes_on_insert = 0 (file() memory-maps its input)", "Parquet", "", True),
+    ("+ storage_file_read_method = 'pread'", "Parquet", PREAD, True),
+    ("+ pread + Parquet reader watermark 128 MB", "Parquet", f"{PREAD}, {WATERMARK}", True),
+    ("+ pread + watermark + 1 insert thread, 64 MB blocks (A)", "Parquet", f"{PREAD}, {WATERMARK}, {LEAN}", True),
+    ("Arrow IPC input + pread", "Arrow", PREAD, True),
+    ("Arrow IPC + pread + 1 insert thread, 64 MB blocks (B)", "Arrow", f"{PREAD}, {LEAN}", True),
+    ("Arrow IPC + pread, the whole shard as one insert block (one part: no OPTIMIZE)", "Arrow",
+     f"{PREAD}, {ONE_BLOCK}", False),
+]
+WRITE_VARIANTS = [  # (label, write_variant options, ClickHouse format)
+    ("Parquet f16, vectors plain/uncompressed, 16k row groups (the package)", {}, "Parquet"),
+    ("Parquet f32 vectors", {"vec": "f32"}, "Parquet"),
+    ("Parquet f16, vectors zstd", {"vec_compression": "zstd"}, "Parquet"),
+    ("Parquet f16, vectors lz4", {"vec_compression": "lz4"}, "Parquet"),
+    ("Parquet f16, dictionary + statistics on vectors", {"vec_dict_stats": True}, "Parquet"),
+    ("Parquet f16, 8k row groups", {"row_group": 8_192}, "Parquet"),
+    ("Parquet f16, 64k row groups", {"row_group": 65_536}, "Parquet"),
+    ("Arrow IPC f16, uncompressed", {"fmt": "arrow"}, "Arrow"),
+    ("Arrow IPC f16, lz4", {"fmt": "arrow", "vec_compression": "lz4"}, "Arrow"),
+    ("Arrow IPC f32, uncompressed", {"fmt": "arrow", "vec": "f32"}, "Arrow"),
+]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small sizes: checks that the script works")
+    ap.add_argument("--work", type=Path, default=ROOT / "bench" / "work", help="scratch directory")
+    ap.add_argument("--out", type=Path, help="results file (default bench/RESULTS.md; --quick: work dir)")
+    ap.add_argument("--render", action="store_true", help="only rewrite the results file from work/results.json")
+    args = ap.parse_args()
+    size = SIZES["quick" if args.quick else "full"]
+    work = args.work.resolve()
+    out = args.out or (work / "RESULTS-quick.md" if args.quick else ROOT / "bench" / "RESULTS.md")
+    import report
+    if args.render:
+        out.write_text(report.render(json.loads((work / "results.json").read_text())))
+        return
+    started = time.time()
+    r = {"size": size, "machine": machine(work), "date": datetime.datetime.now().astimezone().isoformat(" ", "seconds"),
+         "package": {"digest_start": package_digest(),
+                     "npy_mmap": "mmap_mode" in (ROOT / "plugins/laion_ingest/convert.py").read_text(),
+                     "insert_sql": (ROOT / "include/sql/stage_insert_file.sql").read_text()}}
+
+    mirrors = work / "mirrors"
+    log("generating mirrors ...")
+    exact_shard(mirrors / "small", 0, size["small"])
+    exact_shard(mirrors / "big", 0, size["big"])
+    for shard, rows in enumerate(size["index"]):
+        exact_shard(mirrors / "index", shard, rows)
+    for shard in range(size["tiny"]):
+        exact_shard(mirrors / "tiny", shard, size["tiny_rows"])
+
+    with MirrorServer(mirrors) as server:
+        url = server.url
+        r["seed"] = seed(work / "seed", url + "small/")
+        r["ours"] = {k: ours(work / k, url + f"{k}/", k) for k in ("small", "big")}
+        r["write"] = write_variants(work)
+        r["load"] = load_variants(work)
+        r["perf"] = perf_profile(work)
+        r["overlap"] = overlap(work, url + "big/")
+        r["on_insert"] = on_insert(work, url + "index/")
+        r["index"] = stage("index_build", url=url + "index/", shards=list(range(len(size["index"]))),
+                           work=str(work / "index" / "work"), chdb=str(work / "index" / "chdb"))
+        r["dag"] = orchestration(work, url + "tiny/", size["tiny"])
+    r["total_minutes"] = (time.time() - started) / 60
+    r["package"]["digest_end"] = package_digest()
+    (work / "results.json").write_text(json.dumps(r, indent=1, default=str))
+    out.write_text(report.render(r))
+    log(f"wrote {out} ({r['total_minutes']:.1f} min)")
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def stage(name: str, quiet: bool = False, **kwargs) -> dict:
+    """Run bench/stages.py NAME in a fresh process after a sync (so earlier writes are not flushed
+    during this stage); returns its BENCH_RESULT plus the load average around it."""
+    os.sync()
+    load_before = os.getloadavg()[0]
+    proc = subprocess.run([PY, str(ROOT / "bench" / "stages.py"), name, json.dumps(kwargs)],
+                          capture_output=True, text=True, cwd=ROOT)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("BENCH_RESULT ")]
+    if proc.returncode or not lines:
+        raise RuntimeError(f"stage {name} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    result = json.loads(lines[-1].split(" ", 1)[1])
+    result["load_avg"] = (load_before, os.getloadavg()[0])
+    if not quiet:
+        log(f"{name}: {result['seconds']:.2f} s, {result['rss_mb']:.0f} MB"
+            + (f", {result['rows'] / result['seconds']:,.0f} rows/s" if result.get("rows") else ""))
+    return result
+
+
+def fresh(*paths: Path) -> None:
+    for p in paths:
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+def exact_shard(folder: Path, shard: int, rows: int) -> None:
+    """generate_shard with exactly `rows` rows (it adds a per-shard offset to the nominal size);
+    kept across runs when already there."""
+    marker = folder / f".shard_{shard}.rows"
+    if not marker.exists() or marker.read_text() != str(rows):
+        assert generate_shard(folder, shard, rows - shard_rows(0, shard)) == rows
+        marker.write_text(str(rows))
+
+
+def seed(d: Path, url: str) -> dict:
+    log("seed's method on the small shard ...")
+    fresh(d)
+    return {"download": stage("seed_download", url=url, shard=0, dest=str(d / "files")),
+            "csv": stage("seed_csv", src=str(d / "files"), shard=0, csv=str(d / "0.csv")),
+            "insert": stage("seed_insert", csv=str(d / "0.csv"), chdb=str(d / "chdb"))}
+
+
+def ours(d: Path, url: str, key: str) -> dict:
+    """The package's stages, then the candidate changes measured on the same shard."""
+    log(f"our stages on the {key} shard ...")
+    fresh(d)
+    files, parquet, arrow = d / "files", d / "laion_0.parquet", d / "laion_0.arrow"
+    res = {"fetch": stage("fetch", url=url, shard=0, dest=str(files)),
+           "convert": stage("convert", shard=0, src=str(files), out=str(parquet))}
+    res["load"] = stage("load", shard=0, parquet=str(parquet), chdb=str(d / "chdb"))
+    fresh(d / "chdb")
+    res["load_tuned"] = stage("load_variant", shard=0, path=str(parquet), settings=TUNED, chdb=str(d / "chdb"))
+    fresh(d / "chdb")
+    if key == "big":
+        res["convert_profile"] = stage("convert", quiet=True, shard=0, src=str(files), out=str(d / "p.parquet"),
+                                       profile=True)
+        fresh(d / "p.parquet")
+    res["convert_pread"] = stage("convert", shard=0, src=str(files), out=str(d / "pread.parquet"), reader="pread")
+    fresh(d / "pread.parquet")
+    res["convert_arrow"] = stage("write_variant", shard=0, src=str(files), out=str(arrow), fmt="arrow")
+    res["load_arrow"] = stage("load_variant", shard=0, path=str(arrow), fmt="Arrow", settings=ARROW_TUNED,
+                              chdb=str(d / "chdb"))
+    fresh(d / "chdb")
+    return res
+
+
+def write_variants(work: Path) -> list:
+    """Each file option on the small shard: write time and size, then ClickHouse reading it."""
+    log("convert variants on the small shard ...")
+    files, out = work / "small" / "files", []
+    for label, opts, fmt in WRITE_VARIANTS:
+        path = work / "variant.out"
+        w = stage("write_variant", quiet=True, shard=0, src=str(files), out=str(path), **opts)
+        rd = stage("read_variant", quiet=True, path=str(path), fmt=fmt, chdb=str(work / "read_chdb"))
+        out.append({"label": label, "write": w, "read": rd})
+    npy = [str(files / f) for f in ("img_emb/img_emb_0.npy", "text_emb/text_emb_0.npy")]
+    out.append({"label": "no conversion: ClickHouse reads both .npy (file(p, Npy))", "write": None,
+                "read": stage("read_npy", quiet=True, paths=npy, chdb=str(work / "read_chdb"))})
+    fresh(work / "variant.out", work / "read_chdb")
+    return out
+
+
+def load_variants(work: Path) -> list:
+    log("load variants on the big shard ...")
+    out = []
+    for label, fmt, settings, optimize in LOAD_VARIANTS:
+        path = work / "big" / ("laion_0.parquet" if fmt == "Parquet" else "laion_0.arrow")
+        s = f"materialize_skip_indexes_on_insert = 0, {settings}" if settings else ""
+        res = stage("load_variant", shard=0, path=str(path), fmt=fmt, settings=s, optimize=optimize,
+                    chdb=str(work / "lv_chdb"))
+        out.append({"label": label, "settings": settings, **res})
+        fresh(work / "lv_chdb")
+    return out
+
+
+def perf_profile(work: Path) -> dict | None:
+    """Where a load's CPU goes, by `perf record` (chdb's symbols are stripped: by library, and the
+    kernel's functions by name). Skipped when perf is not installed."""
+    if not shutil.which("perf"):
+        return None
+    log("perf profile of a load ...")
+    data = work / "perf.data"
+    args = dict(shard=0, path=str(work / "big" / "laion_0.arrow"), fmt="Arrow", chdb=str(work / "lv_chdb"),
+                settings=f"materialize_skip_indexes_on_insert = 0, {PREAD}")
+    os.sync()
+    subprocess.run(["perf", "record", "-q", "-F", "199", "-o", str(data), "--", PY, str(ROOT / "bench" / "stages.py"),
+                    "load_variant", json.dumps(args)], cwd=ROOT, capture_output=True, check=True)
+    fresh(work / "lv_chdb")
+
+    def top(sort: str, n: int) -> list:
+        text = subprocess.run(["perf", "report", "-i", str(data), "--no-children", "--sort", sort, "--stdio"],
+                              capture_output=True, text=True).stdout
+        rows = [re.match(r"\s+([\d.]+)%\s+(.*?)\s*$", line) for line in text.splitlines()]
+        return [(float(m[1]), " ".join(m[2].split()).removesuffix(" - -")) for m in rows if m][:n]
+    out = {"dso": top("dso", 4), "symbols": [x for x in top("dso,symbol", 40) if "[k]" in x[1]][:5]}
+    fresh(data)
+    return out
+
+
+
+def overlap(work: Path, url: str) -> dict:
+    """Downloading one shard while converting another (what the DAG's mapped tasks do) against
+    the two one after the other."""
+    log("overlap of download and conversion ...")
+    d = work / "overlap"
+    fresh(d)
+    args = [dict(url=url, shard=0, dest=str(d / "files")),
+            dict(shard=0, src=str(work / "big" / "files"), out=str(d / "x.parquet"))]
+    started = time.perf_counter()
+    procs = [subprocess.Popen([PY, str(ROOT / "bench" / "stages.py"), name, json.dumps(a)], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True) for name, a in zip(("fetch", "convert"), args)]
+    results = [json.loads(p.communicate()[0].splitlines()[-1].split(" ", 1)[1]) for p in procs]
+    wall = time.perf_counter() - started
+    fresh(d)
+    return {"wall": wall, "fetch": results[0], "convert": results[1]}
+
+
+def on_insert(work: Path, url: str) -> list:
+    """A shard loaded after the HNSW indexes exist: materialize_skip_indexes_on_insert 0 (the
+    package) against 1 (ClickHouse's default), with the seed's index parameters."""
+    log("materialize_skip_indexes_on_insert ...")
+    d = work / "on_insert"
+    fresh(d)
+    stage("fetch", quiet=True, url=url, shard=2, dest=str(d / "files"))
+    stage("convert", quiet=True, shard=2, src=str(d / "files"), out=str(d / "x.parquet"))
+    out = []
+    for value in (0, 1):
+        res = stage("load_variant", shard=2, path=str(d / "x.parquet"), chdb=str(d / "chdb"),
+                    settings=f"materialize_skip_indexes_on_insert = {value}", declare_indexes={})
+        out.append({"value": value, **res})
+    fresh(d)
+    return out
+
+
+def orchestration(work: Path, url: str, shards: int) -> dict:
+    """The tiny shards through the real DAG (`airflow dags test`), and the same pipeline calls
+    made directly in one process; the difference per shard is Airflow's overhead."""
+    log(f"{shards} tiny shards, directly and through the DAG ...")
+    d = work / "dag"
+    fresh(d)
+    direct = stage("tiny_direct", url=url, first=0, last=shards - 1, work=str(d / "direct_work"),
+                   chdb=str(d / "direct_chdb"))
+    env = {**os.environ, "AIRFLOW_HOME": str(d / "airflow"), "AIRFLOW__CORE__DAGS_FOLDER": "dags",
+           "AIRFLOW__CORE__PLUGINS_FOLDER": "plugins", "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+           "LAION_CHDB_PATH": str(d / "chdb"), "LAION_WORK_DIR": str(d / "work")}
+    airflow = str(Path(PY).with_name("airflow"))
+    subprocess.run([airflow, "db", "migrate"], cwd=ROOT, env=env, check=True, capture_output=True)
+    conf = {"first_shard": 0, "last_shard": shards - 1, "source_url": url, "build_indexes": False}
+    started = time.perf_counter()
+    with open(d / "dag_test.log", "w") as f:
+        code = subprocess.run([airflow, "dags", "test", "laion_ingest", "-c", json.dumps(conf)], cwd=ROOT,
+                              env=env, stdout=f, stderr=subprocess.STDOUT).returncode
+    wall = time.perf_counter() - started
+    text = (d / "dag_test.log").read_text()
+    os.environ.update(LAION_CHDB_PATH=env["LAION_CHDB_PATH"])
+    from laion_ingest.clickhouse import ClickHouse
+    with ClickHouse() as ch:
+        loaded, rows = ch.query("SELECT uniqExact(shard), count() FROM laion")[0]
+    log(f"DAG: {wall:.0f} s, exit {code}, {loaded} shards loaded")
+    return {"direct": direct, "dag_wall": wall, "exit": code, "shards": shards, "loaded": loaded, "rows": rows,
+            "tasks": text.count("[DAG TEST] end task")}
+
+
+def package_digest() -> str:
+    """A hash of the package and its SQL: RESULTS.md says so if they changed while the bench ran."""
+    import hashlib
+    files = sorted([*(ROOT / "plugins" / "laion_ingest").glob("*.py"), *(ROOT / "include" / "sql").glob("*.sql")])
+    return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:12]
+
+
+def machine(work: Path) -> dict:
+    """Cores, RAM, CPU model, and the disk's sustained write speed (1 GB, fsync'ed) under work/."""
+    mem = {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in open("/proc/meminfo"))}
+    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    work.mkdir(parents=True, exist_ok=True)
+    probe = work / "disk_probe"
+    block = os.urandom(1 << 20)
+    t = time.perf_counter()
+    with open(probe, "wb") as f:
+        for _ in range(1024):
+            f.write(block)
+        f.flush()
+        os.fsync(f.fileno())
+    disk = 1024 / (time.perf_counter() - t)
+    probe.unlink()
+    import chdb
+    import pyarrow
+    return {"cores": os.cpu_count(), "ram_gb": mem["MemTotal"] / 2**20, "cpu": model, "disk_mb_s": disk,
+            "python": platform.python_version(), "chdb": chdb.__version__, "pyarrow": pyarrow.__version__,
+            "clickhouse": chdb.query("SELECT version()", "CSV").data().strip().strip('"'),
+            "load_avg_start": os.getloadavg()[0]}
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT / "bench"))
+    main()

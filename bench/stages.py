@@ -1,0 +1,398 @@
+"""One measured stage per process: `python bench/stages.py NAME '{json kwargs}'`.
+
+A fresh process per stage makes its peak RSS (the process's VmHWM, and the max RSS of any child
+it waited for, e.g. wget) belong to that stage alone, and its CPU time (all threads, chdb's
+included) too. The stage's own clock excludes interpreter start and imports. The last line of
+output is `BENCH_RESULT {json}` with seconds, cpu, rss_mb and what the stage returned.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "plugins"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+from laion_ingest import convert as conv  # noqa: E402
+
+STAGES = {}
+
+
+def stage(fn):
+    STAGES[fn.__name__] = fn
+    return fn
+
+
+# ---------------------------------------------------------------- the seed's method
+
+@stage
+def seed_download(url: str, shard: int, dest: str) -> dict:
+    import seed_method
+    return {"bytes": seed_method.download(url, shard, Path(dest))}
+
+
+@stage
+def seed_csv(src: str, shard: int, csv: str) -> dict:
+    import seed_method
+    rows = seed_method.to_csv(Path(src), shard, Path(csv))
+    return {"rows": rows, "bytes": Path(csv).stat().st_size}
+
+
+@stage
+def seed_insert(csv: str, chdb: str) -> dict:
+    import seed_method
+    shutil.rmtree(chdb, ignore_errors=True)
+    rows = seed_method.insert(Path(csv), Path(chdb))
+    return {"rows": rows, "bytes": _dir_bytes(chdb)}
+
+
+# ---------------------------------------------------------------- ours, through the package
+
+@stage
+def fetch(url: str, shard: int, dest: str) -> dict:
+    from laion_ingest.fetch import fetch_shard
+    shutil.rmtree(dest, ignore_errors=True)
+    return {"bytes": sum(fetch_shard(shard, url, Path(dest)).values())}
+
+
+class PreadNpy:
+    """A .npy read slice by slice with preadv into a fresh buffer. A memory map's pages stay
+    resident (and count in RSS) once touched, so a mapped 1 GB file ends up as 1 GB of RSS."""
+
+    def __init__(self, path: Path):
+        with open(path, "rb") as f:
+            header = {(1, 0): np.lib.format.read_array_header_1_0}.get(
+                np.lib.format.read_magic(f), np.lib.format.read_array_header_2_0)
+            self.shape, _, self.dtype = header(f)
+            self.offset = f.tell()
+        self.ndim = len(self.shape)
+        self.fd = os.open(path, os.O_RDONLY)
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        start, stop, _ = rows.indices(self.shape[0])
+        out = np.empty((stop - start, self.shape[1]), self.dtype)
+        os.preadv(self.fd, [out], self.offset + start * out.strides[0])
+        return out
+
+
+class SingleThreadedMetadata(pq.ParquetFile):
+    """The metadata read on the calling thread: with Arrow's reader threads, each thread's allocator
+    heap keeps its own high-water mark and RSS creeps up along the file (+75 MB over 1M rows)."""
+
+    def iter_batches(self, *args, **kwargs):
+        return super().iter_batches(*args, use_threads=False, **kwargs)
+
+
+def use_bounded_reads() -> None:
+    """Make the package's convert read the metadata Parquet single-threaded and, if the package still
+    memory-maps the .npy files (np.load(mmap_mode='r') in _open_npy), read them with PreadNpy; the
+    checks and everything else stay the package's."""
+    check_meta = conv._open_metadata
+    conv._open_metadata = lambda shard, src, name: (
+        check_meta(shard, src, name), SingleThreadedMetadata(Path(src) / name))[1]
+    if hasattr(conv, "_open_npy"):
+        check_npy = conv._open_npy
+        conv._open_npy = lambda shard, src, name: (check_npy(shard, src, name), PreadNpy(Path(src) / name))[1]
+
+
+@stage
+def convert(shard: int, src: str, out: str, reader: str = "mmap") -> dict:
+    """The package's convert_shard; reader='pread' swaps only how the source files are read."""
+    if reader == "pread":
+        use_bounded_reads()
+    rows = conv.convert_shard(shard, Path(src), Path(out))
+    return {"rows": rows, "bytes": Path(out).stat().st_size}
+
+
+def _timed_sql(log: list):
+    """Record each statement the package sends to chdb, with its seconds."""
+    from laion_ingest import clickhouse
+    query = clickhouse.Chdb.query
+
+    def timed(self, statement, params=None):
+        t = time.perf_counter()
+        try:
+            return query(self, statement, params)
+        finally:
+            log.append((" ".join(statement.split())[:60], round(time.perf_counter() - t, 3)))
+    clickhouse.Chdb.query = timed
+
+
+@stage
+def load(shard: int, parquet: str, chdb: str) -> dict:
+    """The package's load_shard into a fresh chdb directory, statement timings kept."""
+    from laion_ingest.clickhouse import Chdb, ClickHouse
+    from laion_ingest.load import create_tables, load_shard
+    shutil.rmtree(chdb, ignore_errors=True)
+    rows = pq.ParquetFile(parquet).metadata.num_rows
+    with ClickHouse(Chdb(Path(chdb))) as ch:
+        create_tables(ch)
+        log: list = []
+        _timed_sql(log)
+        started = time.perf_counter()
+        load_shard(ch, shard, Path(parquet), rows)
+        seconds = time.perf_counter() - started
+        parts, size = ch.query("SELECT count(), sum(bytes_on_disk) FROM system.parts"
+                               " WHERE table = 'laion' AND active")[0]
+    return {"rows": rows, "bytes": size, "parts": parts, "work_seconds": seconds, "steps": log}
+
+
+# ---------------------------------------------------------------- variants (bench code, not the package)
+
+@stage
+def write_variant(shard: int, src: str, out: str, fmt: str = "parquet", vec: str = "f16",
+                  vec_compression: str = "none", vec_dict_stats: bool = False,
+                  row_group: int = 16_384) -> dict:
+    """convert_shard's loop with one option changed: file format, vector float type, vector
+    compression, dictionary+statistics on vectors, row-group size. Reads like use_bounded_reads."""
+    img, text = (PreadNpy(Path(src) / name) for name in conv.shard_files(shard)[:2])
+    meta = SingleThreadedMetadata(Path(src) / conv.shard_files(shard)[2])
+    item = pa.field("item", pa.float16() if vec == "f16" else pa.float32(), nullable=False)
+    vector = pa.list_(item, conv.DIM)
+    schema = pa.schema([("id", pa.uint64()), ("shard", pa.uint16()), ("row", pa.uint32()),
+                        *conv.METADATA, ("image_embedding", vector), ("text_embedding", vector)])
+    plain = [f.name for f in schema if not f.name.endswith("_embedding")]
+    if fmt == "parquet":  # options of a nested column are keyed by its leaf path
+        leaves = ["image_embedding.list.element", "text_embedding.list.element"]
+        writer = pq.ParquetWriter(out, schema, compression={n: "zstd" for n in plain} | {
+            n: vec_compression for n in leaves}, use_dictionary=plain + leaves * vec_dict_stats,
+            write_statistics=plain + leaves * vec_dict_stats)
+    else:  # Arrow IPC file ("Feather v2"): buffers written as they are, no Parquet encoding
+        compression = None if vec_compression == "none" else vec_compression
+        writer = pa.ipc.new_file(out, schema, options=pa.ipc.IpcWriteOptions(compression=compression))
+    start = 0
+    with writer:
+        for batch in meta.iter_batches(batch_size=row_group, columns=conv.METADATA.names):
+            n = batch.num_rows
+            row = np.arange(start, start + n, dtype=np.uint32)
+            vectors = [pa.FixedSizeListArray.from_arrays(pa.array(a[start:start + n].astype(
+                item.type.to_pandas_dtype(), copy=False).reshape(-1)), type=vector) for a in (img, text)]
+            columns = [pa.array(row.astype(np.uint64) + np.uint64(shard * conv.ID_BASE)),
+                       pa.array(np.full(n, shard, dtype=np.uint16)), pa.array(row),
+                       *conv._cast_metadata(shard, "metadata", batch), *vectors]
+            b = pa.record_batch(columns, schema=schema)
+            writer.write_batch(b, row_group_size=row_group) if fmt == "parquet" else writer.write_batch(b)
+            start += n
+    return {"rows": start, "bytes": Path(out).stat().st_size}
+
+
+def _null_laion(chdb: str):
+    """A chdb session with laion's columns in a Null table `n`: reading costs, no storage."""
+    from chdb import session
+    from laion_ingest.clickhouse import Chdb, ClickHouse
+    from laion_ingest.load import create_tables
+    shutil.rmtree(chdb, ignore_errors=True)
+    with ClickHouse(Chdb(Path(chdb))) as ch:
+        create_tables(ch)
+        ch.query("CREATE TABLE n AS laion ENGINE = Null")
+    return session.Session(chdb)
+
+
+@stage
+def read_variant(path: str, fmt: str, chdb: str, settings: str = "storage_file_read_method = 'pread'") -> dict:
+    """ClickHouse reading a converted file (every column, cast to laion's types) into a Null table."""
+    s = _null_laion(chdb)
+    started = time.perf_counter()
+    s.query(f"INSERT INTO n SELECT * FROM file('{path}', {fmt}) SETTINGS {settings}")
+    return {"work_seconds": time.perf_counter() - started}
+
+
+@stage
+def read_npy(paths: list, chdb: str) -> dict:
+    """ClickHouse reading the source float16 .npy files itself (file(path, Npy)), one after the other."""
+    s = _null_laion(chdb)
+    started = time.perf_counter()
+    for p, column in zip(paths, ("image_embedding", "text_embedding")):
+        s.query(f"INSERT INTO n ({column}) SELECT array FROM file('{p}', Npy)"
+                " SETTINGS storage_file_read_method = 'pread'")
+    return {"work_seconds": time.perf_counter() - started}
+
+
+@stage
+def load_variant(shard: int, path: str, chdb: str, fmt: str = "Parquet", settings: str = "",
+                 declare_indexes: dict | None = None, optimize: bool = True, stop_merges: bool = False) -> dict:
+    """The load's SQL (stage table, INSERT ... FROM file, check, OPTIMIZE FINAL, REPLACE PARTITION)
+    with extra insert settings; each step timed. declare_indexes adds the HNSW indexes first (a
+    backfill after the indexes exist), to see what materialize_skip_indexes_on_insert does."""
+    from laion_ingest.clickhouse import Chdb, ClickHouse
+    from laion_ingest.index import IndexParams, add_indexes
+    from laion_ingest.load import create_tables
+    shutil.rmtree(chdb, ignore_errors=True)
+    steps = []
+    with ClickHouse(Chdb(Path(chdb))) as ch:
+        create_tables(ch)
+        if declare_indexes is not None:
+            add_indexes(ch, IndexParams(**declare_indexes))
+        ch.query("CREATE TABLE stage AS laion")
+        settings = settings or "materialize_skip_indexes_on_insert = 0"
+        # stop_merges: no background merge of the staged parts while they arrive (OPTIMIZE merges them once)
+        sql = [("stop merges", "SYSTEM STOP MERGES stage")] * stop_merges
+        sql += [("insert", f"INSERT INTO stage SELECT * FROM file('{path}', {fmt}) SETTINGS {settings}"),
+               ("check", "SELECT count(), uniqExact(id) FROM stage"),
+               ("parts", "SELECT count(), sum(secondary_indices_compressed_bytes) FROM system.parts"
+                         " WHERE table = 'stage' AND active")]
+        sql += [("start merges", "SYSTEM START MERGES stage")] * stop_merges
+        sql += [("optimize", "OPTIMIZE TABLE stage FINAL")] * optimize
+        sql += [("publish", f"ALTER TABLE laion REPLACE PARTITION {shard} FROM stage"),
+                ("final", "SELECT count(), sum(rows), sum(bytes_on_disk), sum(secondary_indices_compressed_bytes)"
+                          " FROM system.parts WHERE table = 'laion' AND active")]
+        started = time.perf_counter()
+        out = {}
+        for name, q in sql:
+            ch.query("SYSTEM JEMALLOC PURGE")  # give back freed memory, so each step's peak is its own
+            reset_peak_rss()
+            t, w = time.perf_counter(), written()
+            out[name] = ch.query(q)
+            steps.append((name, round(time.perf_counter() - t, 3), round(peak_rss_kb() / 1024), written() - w))
+        seconds = time.perf_counter() - started
+    parts, rows, size, index_bytes = out["final"][0]
+    return {"rows": rows, "bytes": size, "parts": parts, "staged_parts": out["parts"][0][0],
+            "staged_index_bytes": out["parts"][0][1], "index_bytes": index_bytes,
+            "work_seconds": seconds, "steps": steps, "peak_kb": max(PEAKS)}
+
+
+# ---------------------------------------------------------------- index build and the indexed-once proof
+
+PARTS = ("SELECT partition, name, rows, secondary_indices_compressed_bytes, path"
+         " FROM system.parts WHERE table = 'laion' AND active ORDER BY partition")
+
+
+def _parts(ch) -> list:
+    """Active parts of laion, with the inode numbers of their vector index files: a part that only
+    got a new name (a mutation of another partition clones it with hard links) keeps its inodes;
+    a rebuilt index would be a new file."""
+    return [(p, name, rows, size, sorted(f.stat().st_ino for f in Path(path).glob("skp_idx*")))
+            for p, name, rows, size, path in ch.query(PARTS)]
+
+
+@stage
+def index_build(url: str, shards: list, work: str, chdb: str, m: int = 64, ef_construction: int = 256) -> dict:
+    """Load shards[:-1] through the package, build both indexes (seed parameters) with
+    index.build_indexes, then load shards[-1] as a backfill and build again. Returns the part
+    layout at each step and every mutation, the evidence that each part was indexed once."""
+    from laion_ingest.clickhouse import Chdb, ClickHouse
+    from laion_ingest.fetch import fetch_shard
+    from laion_ingest.index import IndexParams, build_indexes
+    from laion_ingest.load import create_tables, load_shard
+    shutil.rmtree(chdb, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
+
+    def load(ch, shard):
+        folder = Path(work) / f"shard_{shard}"
+        fetch_shard(shard, url, folder)
+        rows = conv.convert_shard(shard, folder, folder / "x.parquet")
+        load_shard(ch, shard, folder / "x.parquet", rows)
+        return rows
+
+    out = {}
+    params = IndexParams(m=m, ef_construction=ef_construction)
+    with ClickHouse(Chdb(Path(chdb))) as ch:
+        create_tables(ch)
+        rows = sum(load(ch, s) for s in shards[:-1])
+        out["after_load"] = _parts(ch)
+        t = time.perf_counter()
+        out["built"] = build_indexes(ch, params, poll_seconds=0.5)
+        out["build_seconds"], out["build_rows"] = time.perf_counter() - t, rows
+        out["after_build"] = _parts(ch)
+        out["backfill_rows"] = load(ch, shards[-1])
+        out["after_backfill_load"] = _parts(ch)
+        t = time.perf_counter()
+        out["backfill_built"] = build_indexes(ch, params, poll_seconds=0.5)
+        out["backfill_seconds"] = time.perf_counter() - t
+        out["after_backfill_build"] = _parts(ch)
+        out["mutations"] = ch.query("SELECT mutation_id, command, is_done, parts_to_do FROM system.mutations"
+                                    " WHERE table = 'laion' ORDER BY create_time, mutation_id")
+        out["index_type"] = ch.query("SELECT name, type_full FROM system.data_skipping_indices WHERE table = 'laion'")
+    return json.loads(json.dumps(out, default=str))
+
+
+# ---------------------------------------------------------------- orchestration baseline
+
+@stage
+def tiny_direct(url: str, first: int, last: int, work: str, chdb: str) -> dict:
+    """What the DAG runs for each shard (pipeline.plan, fetch, convert, load), called directly in
+    one process: the stages' own cost, to subtract from the DAG's wall time."""
+    shutil.rmtree(chdb, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
+    os.environ.update(LAION_CHDB_PATH=chdb, LAION_WORK_DIR=work)
+    from laion_ingest import pipeline
+    from laion_ingest.ledger import Attempt
+    started = time.perf_counter()
+    rows, per_shard = 0, []
+    for shard in pipeline.plan(first, last):
+        t = [time.perf_counter()]
+        fetched = pipeline.fetch(Attempt(shard), url)
+        t.append(time.perf_counter())
+        n = pipeline.convert(Attempt(shard))
+        t.append(time.perf_counter())
+        attempt = Attempt(shard, source_bytes=fetched["files"], started_at=fetched["started_at"])
+        rows += pipeline.load(attempt, n)
+        t.append(time.perf_counter())
+        per_shard.append([round(b - a, 4) for a, b in zip(t, t[1:])])  # fetch, convert, load seconds
+    return {"rows": rows, "work_seconds": time.perf_counter() - started, "per_shard": per_shard}
+
+
+PEAKS = [0]  # peaks of the process before each reset_peak_rss()
+
+
+def written() -> int:
+    """Bytes this process passed to write() so far (page cache included, not only the disk)."""
+    return next(int(line.split()[1]) for line in open("/proc/self/io") if line.startswith("wchar:"))
+
+
+def peak_rss_kb() -> int:
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+
+
+def reset_peak_rss() -> None:
+    """Start a new peak (VmHWM) for the next step, remembering the old one for the stage's peak."""
+    PEAKS.append(peak_rss_kb())
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _dir_bytes(path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def main() -> None:
+    import logging
+    logging.basicConfig(level=logging.WARNING)
+    name, kwargs = sys.argv[1], json.loads(sys.argv[2])
+    usage = lambda who: resource.getrusage(who)  # noqa: E731
+    profile = kwargs.pop("profile", False)
+    if profile:  # cProfile of the stage, top functions by own time (it slows the stage a little)
+        import cProfile
+        import pstats
+        profiler = cProfile.Profile()
+        profiler.enable()
+    t, c = time.perf_counter(), sum(usage(resource.RUSAGE_SELF)[:2])
+    result = STAGES[name](**kwargs)
+    seconds = time.perf_counter() - t
+    if profile:
+        profiler.disable()
+        stats = pstats.Stats(profiler).stats
+        top = sorted(stats.items(), key=lambda kv: -kv[1][2])[:8]
+        result["profile"] = [(f"{Path(f).name}:{line}({fn})", round(v[2], 3), round(v[3], 3))
+                             for (f, line, fn), v in top]
+    me, kids = usage(resource.RUSAGE_SELF), usage(resource.RUSAGE_CHILDREN)
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a child would report its parent's peak.
+    hwm = max(peak_rss_kb(), result.pop("peak_kb", 0))
+    io = dict(line.split(": ") for line in open("/proc/self/io").read().splitlines())
+    result.update(seconds=seconds, cpu=me.ru_utime + me.ru_stime - c + kids.ru_utime + kids.ru_stime,
+                  rss_mb=max(hwm, kids.ru_maxrss) / 1024, written=int(io["wchar"]), read=int(io["rchar"]))
+    print("BENCH_RESULT " + json.dumps(result, default=str), flush=True)
+
+
+if __name__ == "__main__":
+    main()
