@@ -20,7 +20,8 @@ def render(r: dict) -> str:
          "",
          f"Package and SQL digest {r['package']['digest_start']}"
          + (" (unchanged during the run)." if r["package"]["digest_start"] == r["package"]["digest_end"] else
-            f" at the start, {r['package']['digest_end']} at the end: THE PACKAGE CHANGED DURING THIS RUN."),
+            f" at the start, {r['package']['digest_end']} at the end: the package changed during this run"
+            f" ({changes(r)})."),
          "",
          "Every stage runs in its own process after a `sync`; seconds exclude interpreter start and imports,"
          " peak RSS includes them (python + pyarrow + chdb is ~200-400 MB before any work). Shards are"
@@ -265,6 +266,31 @@ def render(r: dict) -> str:
               " (one part per shard). Negligible next to a real shard's load, but it is what makes tiny shards slow"
               " with or without Airflow.", ""]
     return "\n".join(L) + "\n"
+
+
+def changes(r: dict) -> str:
+    """Which files changed when, and which measured stages started after the first change."""
+    import datetime
+    changed = r["package"].get("changed", [])
+    if not changed:
+        return "files not recorded"
+    first = min(t for _, t in changed)
+    hhmm = lambda t: datetime.datetime.fromtimestamp(t).strftime("%H:%M:%S")  # noqa: E731
+    later = sorted({key for key, v in walk(r) if v.get("at", 0) > first})
+    return (", ".join(f"{name} at {hhmm(t)}" for name, t in changed)
+            + f"; stages started after {hhmm(first)}: {', '.join(later) or r['package'].get('note', '?')}")
+
+
+def walk(node, key=""):
+    """(path, stage result) for every stage result in the results tree."""
+    if isinstance(node, dict):
+        if "seconds" in node and "rss_mb" in node:
+            yield key, node
+        for k, v in node.items():
+            yield from walk(v, f"{key}.{k}" if key else k)
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from walk(v, f"{key}[{i}]")
 
 
 def overhead(d: dict) -> float:

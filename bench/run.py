@@ -107,6 +107,7 @@ def main() -> None:
         r["dag"] = orchestration(work, url + "tiny/", size["tiny"])
     r["total_minutes"] = (time.time() - started) / 60
     r["package"]["digest_end"] = package_digest()
+    r["package"]["changed"] = changed_since(started)
     (work / "results.json").write_text(json.dumps(r, indent=1, default=str))
     out.write_text(report.render(r))
     log(f"wrote {out} ({r['total_minutes']:.1f} min)")
@@ -128,6 +129,7 @@ def stage(name: str, quiet: bool = False, **kwargs) -> dict:
         raise RuntimeError(f"stage {name} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     result = json.loads(lines[-1].split(" ", 1)[1])
     result["load_avg"] = (load_before, os.getloadavg()[0])
+    result["at"] = time.time() - result["seconds"]
     if not quiet:
         log(f"{name}: {result['seconds']:.2f} s, {result['rss_mb']:.0f} MB"
             + (f", {result['rows'] / result['seconds']:,.0f} rows/s" if result.get("rows") else ""))
@@ -297,11 +299,19 @@ def orchestration(work: Path, url: str, shards: int) -> dict:
             "tasks": text.count("[DAG TEST] end task")}
 
 
+def package_files() -> list[Path]:
+    return sorted([*(ROOT / "plugins" / "laion_ingest").glob("*.py"), *(ROOT / "include" / "sql").glob("*.sql")])
+
+
+def changed_since(t: float) -> list:
+    """Package and SQL files modified after t, with their modification times."""
+    return [(str(f.relative_to(ROOT)), f.stat().st_mtime) for f in package_files() if f.stat().st_mtime > t]
+
+
 def package_digest() -> str:
     """A hash of the package and its SQL: RESULTS.md says so if they changed while the bench ran."""
     import hashlib
-    files = sorted([*(ROOT / "plugins" / "laion_ingest").glob("*.py"), *(ROOT / "include" / "sql").glob("*.sql")])
-    return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:12]
+    return hashlib.sha256(b"".join(f.read_bytes() for f in package_files())).hexdigest()[:12]
 
 
 def machine(work: Path) -> dict:

@@ -90,7 +90,7 @@ class SingleThreadedMetadata(pq.ParquetFile):
     heap keeps its own high-water mark and RSS creeps up along the file (+75 MB over 1M rows)."""
 
     def iter_batches(self, *args, **kwargs):
-        return super().iter_batches(*args, use_threads=False, **kwargs)
+        return super().iter_batches(*args, **{**kwargs, "use_threads": False})
 
 
 def use_bounded_reads() -> None:
