@@ -1,1 +1,1 @@
-"""Airflow plugin package: load LAION-400M CLIP embeddings into ClickHouse."""
+"""Load LAION-400M CLIP embeddings into ClickHouse: a plain package the laion_ingest DAG calls."""

@@ -26,13 +26,11 @@ class Attempt:
                started_at=self.started_at, finished_at=time.time(), error=error[:2000],
                run_id=self.run_id)
 
-
     def log_previous_failure(self, ch: ClickHouse) -> None:
         """On a retry, say which try this is and why the previous one failed."""
-        if self.try_number > 1:
-            last = ch.run("ledger_last_failure", shard=self.shard, run_id=self.run_id)
-            reason = f"try {last[0][0]} failed in {last[0][1]}: {last[0][2]}" if last else "no failure recorded"
-            log.warning("shard %d, try %d; previous %s", self.shard, self.try_number, reason)
+        last = ch.run("ledger_last_failure", shard=self.shard, run_id=self.run_id)
+        reason = f"try {last[0][0]} failed in {last[0][1]}: {last[0][2]}" if last else "no failure recorded"
+        log.warning("shard %d, try %d; previous %s", self.shard, self.try_number, reason)
 
 
 def shard_status(ch: ClickHouse) -> list[dict]:
