@@ -29,7 +29,8 @@ def test_output_has_the_table_columns_and_exact_vectors(shard_files, tmp_path):
     assert table.num_rows == rows == pq.ParquetFile(shard_files / "metadata/metadata_1.parquet").metadata.num_rows
     assert table.column_names[:3] == ["id", "shard", "row"] and table.column_names[-2:] == [
         "image_embedding", "text_embedding"]
-    assert table.schema.field("image_embedding").type == pa.list_(pa.float16(), 512)
+    vector = table.schema.field("image_embedding")  # fixed-size float16 lists, no nulls anywhere
+    assert vector.type == pa.list_(pa.field("element", pa.float16(), nullable=False), 512) and not vector.nullable
     assert table.column("id").to_pylist()[:2] == [1_000_000_000, 1_000_000_001]
     source = np.load(shard_files / "text_emb/text_emb_1.npy")
     stored = np.array(table.column("text_embedding").combine_chunks().flatten()).reshape(-1, 512)

@@ -1,4 +1,7 @@
 -- A private table per shard load, with exactly the structure of laion (REPLACE PARTITION needs that).
 -- A crash anywhere before stage_publish.sql leaves laion untouched; the next try starts here again.
 DROP TABLE IF EXISTS {stage:Identifier};
-CREATE TABLE {stage:Identifier} AS laion;
+-- No background merges while the shard arrives (pool limits of 1 byte): they would rewrite the
+-- staged parts again and again; stage_publish.sql merges them once with OPTIMIZE FINAL.
+CREATE TABLE {stage:Identifier} AS laion
+SETTINGS max_bytes_to_merge_at_max_space_in_pool = 1, max_bytes_to_merge_at_min_space_in_pool = 1;
