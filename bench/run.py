@@ -32,23 +32,26 @@ SIZES = {  # small and big shard, index shards (two, then a backfill), tiny shar
     "full": dict(small=100_000, big=1_000_448, index=[50_000, 50_000, 5_000], tiny=410, tiny_rows=50),
     "quick": dict(small=5_000, big=20_000, index=[300, 300, 100], tiny=12, tiny_rows=50),
 }
-# Insert settings tried on the big shard (the package's load uses none of them).
+REPEAT = 3  # the package's convert and load run 3 times per shard; RESULTS.md shows the median run
+# Load settings: the package's (stage_create.sql, stage_insert_file.sql) and what they replaced.
 PREAD = "storage_file_read_method = 'pread'"
 WATERMARK = "input_format_parquet_memory_high_watermark = 134217728"
-LEAN = "max_insert_threads = 1, min_insert_block_size_bytes = 67108864"
-TUNED = f"materialize_skip_indexes_on_insert = 0, {PREAD}, {WATERMARK}, {LEAN}"  # configuration A of RESULTS.md
-ARROW_TUNED = f"materialize_skip_indexes_on_insert = 0, {PREAD}, {LEAN}"  # configuration B
+PREVIOUS = f"{PREAD}, {WATERMARK}, max_insert_threads = 1, min_insert_block_size_bytes = 67108864"
+PACKAGE = f"{PREAD}, {WATERMARK}, max_threads = 1, max_insert_threads = 1, min_insert_block_size_bytes = 33554432"
+NO_MERGES = "max_bytes_to_merge_at_max_space_in_pool = 1, max_bytes_to_merge_at_min_space_in_pool = 1"
+COARSE = "index_granularity_bytes = 10485760"  # ClickHouse's default granules (laion now has 1 MiB)
 ONE_BLOCK = ("max_insert_threads = 1, min_insert_block_size_rows = 2000000, min_insert_block_size_bytes = 0,"
              " max_insert_block_size = 2000000")
-LOAD_VARIANTS = [  # (label, format, settings, run OPTIMIZE FINAL)
-    ("only materialize_skip_indexes_on_insert = 0 (file() memory-maps its input)", "Parquet", "", True),
-    ("+ storage_file_read_method = 'pread'", "Parquet", PREAD, True),
-    ("+ pread + Parquet reader watermark 128 MB", "Parquet", f"{PREAD}, {WATERMARK}", True),
-    ("+ pread + watermark + 1 insert thread, 64 MB blocks (A)", "Parquet", f"{PREAD}, {WATERMARK}, {LEAN}", True),
-    ("Arrow IPC input + pread", "Arrow", PREAD, True),
-    ("Arrow IPC + pread + 1 insert thread, 64 MB blocks (B)", "Arrow", f"{PREAD}, {LEAN}", True),
-    ("Arrow IPC + pread, the whole shard as one insert block (one part: no OPTIMIZE)", "Arrow",
-     f"{PREAD}, {ONE_BLOCK}", False),
+LOAD_VARIANTS = [  # (label, format, insert settings, staging-table settings, run OPTIMIZE FINAL)
+    ("ClickHouse's defaults (file() memory-maps its input, 2 threads, 256 MB blocks, background merges,"
+     " 10 MiB granules)", "Parquet", "", COARSE, True),
+    ("the previous package: + pread, 128 MB reader watermark, 1 insert thread, 64 MB blocks", "Parquet",
+     PREVIOUS, COARSE, True),
+    ("+ no background merges in the staging table", "Parquet", PREVIOUS, f"{COARSE}, {NO_MERGES}", True),
+    ("+ 1 MiB granules", "Parquet", PREVIOUS, NO_MERGES, True),
+    ("+ 1 parsing thread, 32 MB blocks (the package)", "Parquet", PACKAGE, NO_MERGES, True),
+    ("Arrow IPC input, the whole shard as one insert block (one part: no OPTIMIZE)", "Arrow",
+     f"{PREAD}, {ONE_BLOCK}", "", False),
 ]
 WRITE_VARIANTS = [  # (label, write_variant options, ClickHouse format)
     ("Parquet f16, vectors plain/uncompressed, 16k row groups (the package)", {}, "Parquet"),
@@ -80,9 +83,7 @@ def main() -> None:
         return
     started = time.time()
     r = {"size": size, "machine": machine(work), "date": datetime.datetime.now().astimezone().isoformat(" ", "seconds"),
-         "package": {"digest_start": package_digest(),
-                     "npy_mmap": "mmap_mode" in (ROOT / "plugins/laion_ingest/convert.py").read_text(),
-                     "insert_sql": (ROOT / "include/sql/stage_insert_file.sql").read_text()}}
+         "package": {"digest_start": package_digest()}}
 
     mirrors = work / "mirrors"
     log("generating mirrors ...")
@@ -159,27 +160,37 @@ def seed(d: Path, url: str) -> dict:
 
 
 def ours(d: Path, url: str, key: str) -> dict:
-    """The package's stages, then the candidate changes measured on the same shard."""
+    """The package's stages (convert and load REPEAT times), the floors this machine sets, and
+    configuration B (Arrow IPC staging) on the same shard."""
     log(f"our stages on the {key} shard ...")
     fresh(d)
     files, parquet, arrow = d / "files", d / "laion_0.parquet", d / "laion_0.arrow"
-    res = {"fetch": stage("fetch", url=url, shard=0, dest=str(files)),
-           "convert": stage("convert", shard=0, src=str(files), out=str(parquet))}
-    res["load"] = stage("load", shard=0, parquet=str(parquet), chdb=str(d / "chdb"))
-    fresh(d / "chdb")
-    res["load_tuned"] = stage("load_variant", shard=0, path=str(parquet), settings=TUNED, chdb=str(d / "chdb"))
-    fresh(d / "chdb")
+    res = {"fetch": stage("fetch", url=url, shard=0, dest=str(files))}
+    res["convert_runs"] = [stage("convert", shard=0, src=str(files), out=str(parquet)) for _ in range(REPEAT)]
+    res["load_runs"], res["probes"] = [], []
+    for _ in range(REPEAT):
+        res["probes"].append(stage("memory_probe", quiet=True, dest=str(d / "probe")))
+        res["load_runs"].append(stage("load", shard=0, parquet=str(parquet), chdb=str(d / "chdb")))
+        fresh(d / "chdb")
+    res["convert"], res["load"] = median(res["convert_runs"]), median(res["load_runs"])
+    res["vectors_floor"] = stage("vectors_floor", shard=0, src=str(files))
+    res["vectors_floor_f32"] = stage("vectors_floor", shard=0, src=str(files), vec="f32")
     if key == "big":
         res["convert_profile"] = stage("convert", quiet=True, shard=0, src=str(files), out=str(d / "p.parquet"),
                                        profile=True)
         fresh(d / "p.parquet")
-    res["convert_pread"] = stage("convert", shard=0, src=str(files), out=str(d / "pread.parquet"), reader="pread")
-    fresh(d / "pread.parquet")
     res["convert_arrow"] = stage("write_variant", shard=0, src=str(files), out=str(arrow), fmt="arrow")
-    res["load_arrow"] = stage("load_variant", shard=0, path=str(arrow), fmt="Arrow", settings=ARROW_TUNED,
-                              chdb=str(d / "chdb"))
+    res["load_arrow"] = stage("load_variant", shard=0, path=str(arrow), fmt="Arrow", chdb=str(d / "chdb"),
+                              settings=f"materialize_skip_indexes_on_insert = 0, {PACKAGE}", table_settings=NO_MERGES)
     fresh(d / "chdb")
     return res
+
+
+def median(runs: list) -> dict:
+    """The run with the median seconds, with the highest peak RSS of all runs and the range of seconds."""
+    mid = sorted(runs, key=lambda s: s["seconds"])[len(runs) // 2]
+    return {**mid, "rss_mb": max(s["rss_mb"] for s in runs), "range": [min(s["seconds"] for s in runs),
+                                                                       max(s["seconds"] for s in runs)]}
 
 
 def write_variants(work: Path) -> list:
@@ -201,11 +212,11 @@ def write_variants(work: Path) -> list:
 def load_variants(work: Path) -> list:
     log("load variants on the big shard ...")
     out = []
-    for label, fmt, settings, optimize in LOAD_VARIANTS:
+    for label, fmt, settings, table_settings, optimize in LOAD_VARIANTS:
         path = work / "big" / ("laion_0.parquet" if fmt == "Parquet" else "laion_0.arrow")
         s = f"materialize_skip_indexes_on_insert = 0, {settings}" if settings else ""
-        res = stage("load_variant", shard=0, path=str(path), fmt=fmt, settings=s, optimize=optimize,
-                    chdb=str(work / "lv_chdb"))
+        res = stage("load_variant", shard=0, path=str(path), fmt=fmt, settings=s, table_settings=table_settings,
+                    optimize=optimize, chdb=str(work / "lv_chdb"))
         out.append({"label": label, "settings": settings, **res})
         fresh(work / "lv_chdb")
     return out
@@ -218,8 +229,8 @@ def perf_profile(work: Path) -> dict | None:
         return None
     log("perf profile of a load ...")
     data = work / "perf.data"
-    args = dict(shard=0, path=str(work / "big" / "laion_0.arrow"), fmt="Arrow", chdb=str(work / "lv_chdb"),
-                settings=f"materialize_skip_indexes_on_insert = 0, {PREAD}")
+    args = dict(shard=0, path=str(work / "big" / "laion_0.parquet"), chdb=str(work / "lv_chdb"),
+                settings=f"materialize_skip_indexes_on_insert = 0, {PACKAGE}", table_settings=NO_MERGES)
     os.sync()
     subprocess.run(["perf", "record", "-q", "-F", "199", "-o", str(data), "--", PY, str(ROOT / "bench" / "stages.py"),
                     "load_variant", json.dumps(args)], cwd=ROOT, capture_output=True, check=True)
@@ -233,7 +244,6 @@ def perf_profile(work: Path) -> dict | None:
     out = {"dso": top("dso", 4), "symbols": [x for x in top("dso,symbol", 40) if "[k]" in x[1]][:5]}
     fresh(data)
     return out
-
 
 
 def overlap(work: Path, url: str) -> dict:

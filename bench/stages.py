@@ -65,51 +65,9 @@ def fetch(url: str, shard: int, dest: str) -> dict:
     return {"bytes": sum(fetch_shard(shard, url, Path(dest)).values())}
 
 
-class PreadNpy:
-    """A .npy read slice by slice with preadv into a fresh buffer. A memory map's pages stay
-    resident (and count in RSS) once touched, so a mapped 1 GB file ends up as 1 GB of RSS."""
-
-    def __init__(self, path: Path):
-        with open(path, "rb") as f:
-            header = {(1, 0): np.lib.format.read_array_header_1_0}.get(
-                np.lib.format.read_magic(f), np.lib.format.read_array_header_2_0)
-            self.shape, _, self.dtype = header(f)
-            self.offset = f.tell()
-        self.ndim = len(self.shape)
-        self.fd = os.open(path, os.O_RDONLY)
-
-    def __getitem__(self, rows: slice) -> np.ndarray:
-        start, stop, _ = rows.indices(self.shape[0])
-        out = np.empty((stop - start, self.shape[1]), self.dtype)
-        os.preadv(self.fd, [out], self.offset + start * out.strides[0])
-        return out
-
-
-class SingleThreadedMetadata(pq.ParquetFile):
-    """The metadata read on the calling thread: with Arrow's reader threads, each thread's allocator
-    heap keeps its own high-water mark and RSS creeps up along the file (+75 MB over 1M rows)."""
-
-    def iter_batches(self, *args, **kwargs):
-        return super().iter_batches(*args, **{**kwargs, "use_threads": False})
-
-
-def use_bounded_reads() -> None:
-    """Make the package's convert read the metadata Parquet single-threaded and, if the package still
-    memory-maps the .npy files (np.load(mmap_mode='r') in _open_npy), read them with PreadNpy; the
-    checks and everything else stay the package's."""
-    check_meta = conv._open_metadata
-    conv._open_metadata = lambda shard, src, name: (
-        check_meta(shard, src, name), SingleThreadedMetadata(Path(src) / name))[1]
-    if hasattr(conv, "_open_npy"):
-        check_npy = conv._open_npy
-        conv._open_npy = lambda shard, src, name: (check_npy(shard, src, name), PreadNpy(Path(src) / name))[1]
-
-
 @stage
-def convert(shard: int, src: str, out: str, reader: str = "mmap") -> dict:
-    """The package's convert_shard; reader='pread' swaps only how the source files are read."""
-    if reader == "pread":
-        use_bounded_reads()
+def convert(shard: int, src: str, out: str) -> dict:
+    """The package's convert_shard."""
     rows = conv.convert_shard(shard, Path(src), Path(out))
     return {"rows": rows, "bytes": Path(out).stat().st_size}
 
@@ -154,13 +112,15 @@ def write_variant(shard: int, src: str, out: str, fmt: str = "parquet", vec: str
                   vec_compression: str = "none", vec_dict_stats: bool = False,
                   row_group: int = 16_384) -> dict:
     """convert_shard's loop with one option changed: file format, vector float type, vector
-    compression, dictionary+statistics on vectors, row-group size. Reads like use_bounded_reads."""
-    img, text = (PreadNpy(Path(src) / name) for name in conv.shard_files(shard)[:2])
-    meta = SingleThreadedMetadata(Path(src) / conv.shard_files(shard)[2])
+    compression, dictionary+statistics on vectors, row-group size. Reads the sources as it does."""
+    names = conv.shard_files(shard)
+    img, text = (conv._Npy(shard, Path(src) / name, name) for name in names[:2])
+    meta = pq.ParquetFile(Path(src) / names[2])
     item = pa.field("item", pa.float16() if vec == "f16" else pa.float32(), nullable=False)
     vector = pa.list_(item, conv.DIM)
-    schema = pa.schema([("id", pa.uint64()), ("shard", pa.uint16()), ("row", pa.uint32()),
-                        *conv.METADATA, ("image_embedding", vector), ("text_embedding", vector)])
+    schema = pa.schema([("id", pa.uint64()), ("shard", pa.uint16()), ("row", pa.uint32()), *conv.METADATA,
+                        pa.field("image_embedding", vector, nullable=False),
+                        pa.field("text_embedding", vector, nullable=False)])
     plain = [f.name for f in schema if not f.name.endswith("_embedding")]
     if fmt == "parquet":  # options of a nested column are keyed by its leaf path
         leaves = ["image_embedding.list.element", "text_embedding.list.element"]
@@ -172,11 +132,11 @@ def write_variant(shard: int, src: str, out: str, fmt: str = "parquet", vec: str
         writer = pa.ipc.new_file(out, schema, options=pa.ipc.IpcWriteOptions(compression=compression))
     start = 0
     with writer:
-        for batch in meta.iter_batches(batch_size=row_group, columns=conv.METADATA.names):
+        for batch in meta.iter_batches(batch_size=row_group, columns=conv.METADATA.names, use_threads=False):
             n = batch.num_rows
             row = np.arange(start, start + n, dtype=np.uint32)
-            vectors = [pa.FixedSizeListArray.from_arrays(pa.array(a[start:start + n].astype(
-                item.type.to_pandas_dtype(), copy=False).reshape(-1)), type=vector) for a in (img, text)]
+            vectors = [conv._vectors(a.read(n).astype(item.type.to_pandas_dtype(), copy=False), vector)
+                       for a in (img, text)]
             columns = [pa.array(row.astype(np.uint64) + np.uint64(shard * conv.ID_BASE)),
                        pa.array(np.full(n, shard, dtype=np.uint16)), pa.array(row),
                        *conv._cast_metadata(shard, "metadata", batch), *vectors]
@@ -220,10 +180,11 @@ def read_npy(paths: list, chdb: str) -> dict:
 
 @stage
 def load_variant(shard: int, path: str, chdb: str, fmt: str = "Parquet", settings: str = "",
-                 declare_indexes: dict | None = None, optimize: bool = True, stop_merges: bool = False) -> dict:
+                 table_settings: str = "", declare_indexes: dict | None = None, optimize: bool = True) -> dict:
     """The load's SQL (stage table, INSERT ... FROM file, check, OPTIMIZE FINAL, REPLACE PARTITION)
-    with extra insert settings; each step timed. declare_indexes adds the HNSW indexes first (a
-    backfill after the indexes exist), to see what materialize_skip_indexes_on_insert does."""
+    with the given insert settings and staging-table settings; each step timed. declare_indexes adds
+    the HNSW indexes first (a backfill after the indexes exist), to see what
+    materialize_skip_indexes_on_insert does."""
     from laion_ingest.clickhouse import Chdb, ClickHouse
     from laion_ingest.index import IndexParams, add_indexes
     from laion_ingest.load import create_tables
@@ -233,15 +194,12 @@ def load_variant(shard: int, path: str, chdb: str, fmt: str = "Parquet", setting
         create_tables(ch)
         if declare_indexes is not None:
             add_indexes(ch, IndexParams(**declare_indexes))
-        ch.query("CREATE TABLE stage AS laion")
+        ch.query("CREATE TABLE stage AS laion" + (f" SETTINGS {table_settings}" if table_settings else ""))
         settings = settings or "materialize_skip_indexes_on_insert = 0"
-        # stop_merges: no background merge of the staged parts while they arrive (OPTIMIZE merges them once)
-        sql = [("stop merges", "SYSTEM STOP MERGES stage")] * stop_merges
-        sql += [("insert", f"INSERT INTO stage SELECT * FROM file('{path}', {fmt}) SETTINGS {settings}"),
+        sql = [("insert", f"INSERT INTO stage SELECT * FROM file('{path}', {fmt}) SETTINGS {settings}"),
                ("check", "SELECT count(), uniqExact(id) FROM stage"),
                ("parts", "SELECT count(), sum(secondary_indices_compressed_bytes) FROM system.parts"
                          " WHERE table = 'stage' AND active")]
-        sql += [("start merges", "SYSTEM START MERGES stage")] * stop_merges
         sql += [("optimize", "OPTIMIZE TABLE stage FINAL")] * optimize
         sql += [("publish", f"ALTER TABLE laion REPLACE PARTITION {shard} FROM stage"),
                 ("final", "SELECT count(), sum(rows), sum(bytes_on_disk), sum(secondary_indices_compressed_bytes)"
@@ -259,6 +217,53 @@ def load_variant(shard: int, path: str, chdb: str, fmt: str = "Parquet", setting
     return {"rows": rows, "bytes": size, "parts": parts, "staged_parts": out["parts"][0][0],
             "staged_index_bytes": out["parts"][0][1], "index_bytes": index_bytes,
             "work_seconds": seconds, "steps": steps, "peak_kb": max(PEAKS)}
+
+
+# ---------------------------------------------------------------- what this machine allows
+
+@stage
+def memory_probe(dest: str, gib: int = 2) -> dict:
+    """How fast this machine gives a process memory it has not touched yet: `gib` GiB of fresh
+    anonymous pages touched once, then `gib` GiB written to a new file (into the page cache, no
+    fsync). Every byte a load or convert writes lands in such fresh page-cache pages."""
+    import mmap
+    chunk = b"\1" * (1 << 20)
+    t = time.perf_counter()
+    m = mmap.mmap(-1, gib << 30)
+    for i in range(0, gib << 30, 1 << 20):
+        m[i:i + (1 << 20)] = chunk
+    touch = time.perf_counter() - t
+    m.close()
+    t = time.perf_counter()
+    with open(dest, "wb") as f:
+        for _ in range(gib << 10):
+            f.write(chunk)
+    write = time.perf_counter() - t
+    os.unlink(dest)
+    return {"touch_gib_s": gib / touch, "write_gib_s": gib / write}
+
+
+@stage
+def vectors_floor(shard: int, src: str, vec: str = "f16", batch_rows: int = conv.BATCH_ROWS) -> dict:
+    """pyarrow writing only the two vector columns, typed as convert_shard types them, to /dev/null:
+    the fastest a float16 fixed-size-list Parquet can be written here, before metadata and the disk.
+    vec='f32' writes them widened to float32, to tell pyarrow's float16 path from the list levels."""
+    from laion_ingest.fetch import shard_files
+    img_name, text_name, _ = shard_files(shard)
+    img, text = (conv._Npy(shard, Path(src) / n, n) for n in (img_name, text_name))
+    dtype = np.dtype(np.float32) if vec == "f32" else img.dtype
+    vector = pa.list_(pa.field("item", pa.from_numpy_dtype(dtype), nullable=False), conv.DIM)
+    schema = pa.schema([pa.field("image_embedding", vector, nullable=False),
+                        pa.field("text_embedding", vector, nullable=False)])
+    left = img.rows
+    with pq.ParquetWriter("/dev/null", schema, compression="none", use_dictionary=False,
+                          write_statistics=False) as out:
+        while left:
+            n = min(batch_rows, left)
+            columns = [conv._vectors(npy.read(n).astype(dtype, copy=False), vector) for npy in (img, text)]
+            out.write_batch(pa.record_batch(columns, schema=schema), row_group_size=batch_rows)
+            left -= n
+    return {"rows": img.rows}
 
 
 # ---------------------------------------------------------------- index build and the indexed-once proof
