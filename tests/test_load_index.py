@@ -1,14 +1,17 @@
 """load and index against chdb: atomic replacement, nothing lost on failure, each part indexed once."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from laion_ingest import pipeline
 from laion_ingest.clickhouse import ClickHouse
-from laion_ingest.convert import staged_name
+from laion_ingest.convert import convert_shard, staged_name
 from laion_ingest.errors import PermanentError
 from laion_ingest.index import IndexParams, build_indexes
 from laion_ingest.ledger import Attempt, shard_status
+from laion_ingest.load import create_tables, load_shard
+from laion_ingest.mirror import generate_shard
 
 SMALL = IndexParams(m=8, ef_construction=32)
 
@@ -35,6 +38,7 @@ def test_reload_replaces_the_shard_without_duplicates(mirror, engine_env):
         [status] = shard_status(ch)
         assert (status["loaded"], status["rows"], status["max_try"]) == (1, rows, 2)
         assert ch.query("SELECT count() FROM system.tables WHERE name LIKE 'laion_stage_%'")[0][0] == 0
+        assert ch.query("SELECT count() FROM system.dropped_tables")[0][0] == 0  # staged parts deleted, not parked
     assert not pipeline.shard_dir(0).exists()  # downloads and Parquet removed after the load
 
 
@@ -53,6 +57,20 @@ def test_a_failed_reload_keeps_the_loaded_shard(mirror, engine_env):
         assert status["last_outcome"] == "failed" and status["loaded"] and "load" in ch.query(
             "SELECT stage FROM laion_ledger WHERE outcome = 'failed'")[0]
         assert ch.query("SELECT count() FROM system.tables WHERE name LIKE 'laion_stage_%'")[0][0] == 0
+
+
+def test_a_shard_larger_than_an_insert_block_is_published_as_one_part(ch, tmp_path):
+    # 20,000+ rows are 80 MB of Float32 vectors: the insert writes three 32 MB blocks, and the staging
+    # table never merges in the background, so only the load's OPTIMIZE can make them one part.
+    rows = generate_shard(tmp_path / "src", 5, 20_000)
+    convert_shard(5, tmp_path / "src", tmp_path / "laion_5.parquet")
+    create_tables(ch)
+    assert load_shard(ch, 5, tmp_path / "laion_5.parquet", rows) == rows
+    assert ch.query("SELECT count(), sum(rows) FROM system.parts WHERE table = 'laion' AND active") == [(1, rows)]
+    source = np.load(tmp_path / "src/img_emb/img_emb_5.npy", mmap_mode="r")
+    for row in (0, rows // 2, rows - 1):  # one row from each insert block, in place and exact
+        [(vector,)] = ch.query(f"SELECT image_embedding FROM laion WHERE id = {5 * 10**9 + row}")
+        assert np.array_equal(np.asarray(vector, dtype=np.float32), source[row].astype(np.float32))
 
 
 def test_a_row_count_mismatch_is_not_published(mirror, engine_env):

@@ -1,6 +1,6 @@
 -- A private table per shard load, with exactly the structure of laion (REPLACE PARTITION needs that).
 -- A crash anywhere before stage_publish.sql leaves laion untouched; the next try starts here again.
-DROP TABLE IF EXISTS {stage:Identifier};
+DROP TABLE IF EXISTS {stage:Identifier} SYNC;
 -- No background merges while the shard arrives (pool limits of 1 byte): they would rewrite the
 -- staged parts again and again; stage_publish.sql merges them once with OPTIMIZE FINAL.
 CREATE TABLE {stage:Identifier} AS laion

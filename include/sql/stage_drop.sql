@@ -1,1 +1,1 @@
-DROP TABLE IF EXISTS {stage:Identifier};
+DROP TABLE IF EXISTS {stage:Identifier} SYNC;

@@ -3,4 +3,7 @@
 -- never half of it, and a reload never duplicates a row.
 OPTIMIZE TABLE {stage:Identifier} FINAL;
 ALTER TABLE laion REPLACE PARTITION {shard:UInt16} FROM {stage:Identifier};
-DROP TABLE {stage:Identifier};
+-- SYNC: delete the staged parts now. Without it ClickHouse keeps a dropped table's data for 8
+-- minutes (database_atomic_delay_before_drop_table_sec), and a short-lived process such as an
+-- Airflow task exits before that: each load left a shard's worth of staged parts on disk.
+DROP TABLE {stage:Identifier} SYNC;
