@@ -88,6 +88,9 @@ def render(r: dict) -> str:
     def floor(written):
         return written / GiB / write_gib_s
 
+    def floor_at(written, probe):
+        return written / GiB / probe["write_gib_s"]
+
     bl, sl = big["load"], small["load"]
     one = next(v for v in r["load"] if "one insert block" in v["label"])
     vf_big, vf_small = big["vectors_floor"], small["vectors_floor"]
@@ -96,34 +99,38 @@ def render(r: dict) -> str:
     small_floor = small["fetch"]["seconds"] + vf_small["seconds"] + floor(small["convert"]["bytes"]) + floor(sl["written"])
     L += ["## Where the targets are missed, and the limits", "",
           f"- **This machine's memory.** It is a Firecracker VM whose balloon driver reports freed pages back to the"
-          f" host, so a page the guest has not used lately costs a fault in the host when it is touched again. Measured"
-          f" in this run before each load of the {rows['big']:,}-row shard (`stages.memory_probe`): fresh anonymous"
-          f" memory is touched at {touch[0]:.2f}-{touch[-1]:.2f} GiB/s, and a new file is written into the page cache"
-          f" at {probes[0]['write_gib_s']:.2f}-{probes[-1]['write_gib_s']:.2f} GiB/s (median {write_gib_s:.2f}). The"
-          " same write into pages just freed runs at about 4.4 GiB/s, so a few seconds' difference in timing moves"
-          " a stage by up to 2× here.",
+          f" host, so a page the guest has not used lately costs a fault in the host when it is touched again."
+          f" Measured in this run before each load of the {rows['big']:,}-row shard (`stages.memory_probe`): 2 GiB of"
+          f" fresh anonymous memory touched at {touch[0]:.2f}-{touch[-1]:.2f} GiB/s, and 2 GiB written to a new file"
+          f" at {probes[0]['write_gib_s']:.2f}-{probes[-1]['write_gib_s']:.2f} GiB/s: fast when the kernel hands out"
+          " pages freed a moment before (by the previous stage's deleted files), ten times slower when they come"
+          " back from the host. That is why the same stage moves by up to 2× between runs.",
           f"- **Load speed.** The load passes {bl['written'] / 1e9:.1f} GB to write() for the {rows['big']:,}-row shard"
           f" ({bl['bytes'] / 1e9:.1f} GB of Float32 vectors in the table, written twice: the staged parts, then the"
-          f" OPTIMIZE that makes them one part), which at {write_gib_s:.2f} GiB/s is {floor(bl['written']):.1f} s"
-          f" before ClickHouse does any work: **a ceiling of {rows['big'] / floor(bl['written']):,.0f} rows/s on this"
-          f" machine**; the package's median load took {bl['seconds']:.1f} s. {perf['dso'][0][0]:.0f}% of the load's"
-          f" CPU is in the kernel ({perf['symbols'][0][0]:.0f}% in `{perf['symbols'][0][1].split()[-1]}`, filling"
-          f" those pages). Writing the part once, from one insert block (variants below), writes half as much but"
-          f" takes {one['seconds']:.1f} s and {one['rss_mb']:,.0f} MB: the whole shard in memory, four times the"
-          f" target. So the limit is the page cache's speed on this VM times 8 KB a row; the software around it (no"
-          f" background merges of the staged parts, one merge, bounded memory) is what the package changes.",
+          f" OPTIMIZE that makes them one part). At the probe's speeds that alone takes"
+          f" {floor_at(bl['written'], probes[-1]):.1f} s into pages just freed and {floor_at(bl['written'], probes[0]):.1f} s"
+          f" into pages back from the host; the package's median load took {bl['seconds']:.1f} s. {perf['dso'][0][0]:.0f}% of the load's"
+          f" CPU is in the kernel ({perf['symbols'][0][0]:.0f}% in `{perf['symbols'][0][1].split()[-1]}`, copying"
+          f" into page-cache pages), and a second parsing thread does not make the insert faster. Writing the part"
+          f" once, from one insert block (variants below), writes half as much but takes {one['seconds']:.1f} s and"
+          f" {one['rss_mb']:,.0f} MB: the whole shard in memory. With the staging table merging in the background"
+          f" (the previous package), the load used both cores and was faster, but the OPTIMIZE FINAL found parts"
+          f" being merged and silently did nothing: the shard was published as several parts (column *parts"
+          f" published*), each later indexed on its own and open to background merges that drop its graphs. The"
+          f" package keeps the merges off, so the OPTIMIZE always makes one part (and fails rather than publish"
+          f" more: `optimize_throw_if_noop = 1`).",
           f"- **Convert with Parquet.** pyarrow writing only the two vector columns, typed as convert types them, to"
           f" /dev/null (`stages.vectors_floor`) does {rows['big'] / vf_big['seconds']:,.0f} rows/s at"
           f" {rows['big']:,} rows, and {rows['big'] / big['vectors_floor_f32']['seconds']:,.0f} rows/s with the same"
           f" values widened to float32: pyarrow writes a float16 (FIXED_LEN_BYTE_ARRAY(2)) value by value, and the"
           f" repetition and definition levels of 1,024 list values a row cost the rest, whatever the codec,"
           f" dictionary, statistics or row-group size (variants below). Adding the"
-          f" {big['convert']['bytes'] / 1e9:.1f} GB file at {write_gib_s:.2f} GiB/s gives a ceiling of"
+          f" {big['convert']['bytes'] / 1e9:.1f} GB file at the median probe speed ({write_gib_s:.2f} GiB/s) gives a ceiling of"
           f" {rows['big'] / conv_floor:,.0f} rows/s before reading anything; the package's median is"
           f" {rate(big['convert'], rows['big']):,.0f}. Arrow IPC has no levels and meets the target (column B).",
           f"- **End to end against the seed.** fetch + the vector floor + the two page-cache floors on the"
           f" {rows['small']:,}-row shard add up to {small_floor:.2f} s = {seed_s / small_floor:.0f}× the seed's"
-          f" {seed_s:.1f} s; the package took {ours_s:.2f} s. The seed's method is measured in the same run on the"
+          f" {seed_s:.1f} s at the median probe speed; the package took {ours_s:.2f} s. The seed's method is measured in the same run on the"
           f" same machine (its CSV step writes {seed['csv']['bytes'] / 1e9:.1f} GB too).", ""]
 
     # ---------------------------------------------------------------- stage table
@@ -193,14 +200,14 @@ def render(r: dict) -> str:
           " with each row's insert and staging-table settings, from ClickHouse's defaults to the package;"
           " each in a fresh chdb.", "",
           "| variant | insert s | insert peak MB | insert writes GB | optimize s | optimize peak MB"
-          " | optimize writes GB | total s | rows/s | CPU s | peak RSS MB | parts before OPTIMIZE | load |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+          " | optimize writes GB | total s | rows/s | CPU s | peak RSS MB | parts before OPTIMIZE | parts published | load |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for v in r["load"]:
         st = {name: rest for name, *rest in v["steps"]}
         ins, opt = st["insert"], st.get("optimize")
         optcols = f"{opt[0]:.2f} | {opt[1]:,} | {opt[2] / 1e9:.1f}" if opt else "– | – | –"
         L.append(f"| {v['label']} | {ins[0]:.2f} | {ins[1]:,} | {ins[2] / 1e9:.1f} | {optcols} | {v['seconds']:.2f}"
-                 f" | {rows['big'] / v['seconds']:,.0f} | {v['cpu']:.1f} | {v['rss_mb']:,.0f} | {v['staged_parts']}"
+                 f" | {rows['big'] / v['seconds']:,.0f} | {v['cpu']:.1f} | {v['rss_mb']:,.0f} | {v['staged_parts']} | {v['parts']}"
                  f" | {v['load_avg'][0]:.1f}/{v['load_avg'][1]:.1f} |")
     L += ["", "Peaks per step are measured after `SYSTEM JEMALLOC PURGE` and a reset of the process's VmHWM;"
           " writes are the bytes the process passed to write() during the step (background merges of the"
