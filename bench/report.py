@@ -93,6 +93,8 @@ def render(r: dict) -> str:
 
     bl, sl = big["load"], small["load"]
     one = next(v for v in r["load"] if "one insert block" in v["label"])
+    pkg = {name: rest for name, *rest in next(v for v in r["load"] if "(the package)" in v["label"])["steps"]}
+    pkg_ins, pkg_opt, one_ins = pkg["insert"][0], pkg["optimize"][0], one["steps"][0][1]
     vf_big, vf_small = big["vectors_floor"], small["vectors_floor"]
     conv_floor = vf_big["seconds"] + floor(big["convert"]["bytes"])
     perf = r.get("perf") or {"dso": [(0.0, "?")], "symbols": [(0.0, "?")]}
@@ -105,14 +107,15 @@ def render(r: dict) -> str:
           f" at {probes[0]['write_gib_s']:.2f}-{probes[-1]['write_gib_s']:.2f} GiB/s: fast when the kernel hands out"
           " pages freed a moment before (by the previous stage's deleted files), ten times slower when they come"
           " back from the host. That is why the same stage moves by up to 2× between runs.",
-          f"- **Load speed.** The load passes {bl['written'] / 1e9:.1f} GB to write() for the {rows['big']:,}-row shard"
-          f" ({bl['bytes'] / 1e9:.1f} GB of Float32 vectors in the table, written twice: the staged parts, then the"
-          f" OPTIMIZE that makes them one part). At the probe's speeds that alone takes"
-          f" {floor_at(bl['written'], probes[-1]):.1f} s into pages just freed and {floor_at(bl['written'], probes[0]):.1f} s"
-          f" into pages back from the host; the package's median load took {bl['seconds']:.1f} s. {perf['dso'][0][0]:.0f}% of the load's"
-          f" CPU is in the kernel ({perf['symbols'][0][0]:.0f}% in `{perf['symbols'][0][1].split()[-1]}`, copying"
-          f" into page-cache pages), and a second parsing thread does not make the insert faster. Writing the part"
-          f" once, from one insert block (variants below), writes half as much but takes {one['seconds']:.1f} s and"
+          f"- **Load speed.** The shard is {bl['bytes'] / 1e9:.1f} GB in the table (Float32 vectors, `CODEC(NONE)`),"
+          f" and writing it once takes about the same time here whatever does it: the OPTIMIZE that merges the"
+          f" package's staged parts {pkg_opt:.1f} s, one insert of the whole shard as a single block (no parsing"
+          f" of Parquet lists: Arrow IPC input) {one_ins:.1f} s. The package writes it twice, staged parts then"
+          f" their merge into one part, so {pkg_ins:.1f} + {pkg_opt:.1f} s; its median load took {bl['seconds']:.1f} s."
+          f" {perf['dso'][0][0]:.0f}% of the load's CPU is in the kernel ({perf['symbols'][0][0]:.0f}% in"
+          f" `{perf['symbols'][0][1].split()[-1]}`, copying into page-cache pages), and a second parsing thread does"
+          f" not make the insert faster. So the limit is this VM's page-cache write speed for ~8 KB a row. The"
+          f" single block would write once ({rows['big'] / one['seconds']:,.0f} rows/s) but holds"
           f" {one['rss_mb']:,.0f} MB: the whole shard in memory. With the staging table merging in the background"
           f" (the previous package), the load used both cores and was faster, but the OPTIMIZE FINAL found parts"
           f" being merged and silently did nothing: the shard was published as several parts (column *parts"
@@ -121,10 +124,10 @@ def render(r: dict) -> str:
           f" more: `optimize_throw_if_noop = 1`).",
           f"- **Convert with Parquet.** pyarrow writing only the two vector columns, typed as convert types them, to"
           f" /dev/null (`stages.vectors_floor`) does {rows['big'] / vf_big['seconds']:,.0f} rows/s at"
-          f" {rows['big']:,} rows, and {rows['big'] / big['vectors_floor_f32']['seconds']:,.0f} rows/s with the same"
-          f" values widened to float32: pyarrow writes a float16 (FIXED_LEN_BYTE_ARRAY(2)) value by value, and the"
-          f" repetition and definition levels of 1,024 list values a row cost the rest, whatever the codec,"
-          f" dictionary, statistics or row-group size (variants below). Adding the"
+          f" {rows['big']:,} rows, and {rows['big'] / big['vectors_floor_f32']['seconds']:,.0f} rows/s with the"
+          f" values widened to float32 (twice the bytes): the repetition and definition levels of 1,024 list values a"
+          f" row and pyarrow's value-by-value float16 path (FIXED_LEN_BYTE_ARRAY(2)) are the cost, whatever the"
+          f" codec, dictionary, statistics or row-group size (variants below). Adding the"
           f" {big['convert']['bytes'] / 1e9:.1f} GB file at the median probe speed ({write_gib_s:.2f} GiB/s) gives a ceiling of"
           f" {rows['big'] / conv_floor:,.0f} rows/s before reading anything; the package's median is"
           f" {rate(big['convert'], rows['big']):,.0f}. Arrow IPC has no levels and meets the target (column B).",
@@ -214,7 +217,7 @@ def render(r: dict) -> str:
           " staging table included). The table's data is"
           f" {r['load'][0]['bytes'] / 1e9:.1f} GB per {rows['big']:,}-row shard (Float32 vectors, CODEC(NONE)).", ""]
     if r.get("perf"):
-        L += ["`perf record` of the package's load (the last row above): CPU by library, then the kernel's top"
+        L += ["`perf record` of the package's load (the row *(the package)* above): CPU by library, then the kernel's top"
               " functions (chdb's own symbols are stripped):", ""]
         L += [f"- {pct:.1f}% {name}" for pct, name in r["perf"]["dso"]]
         L += [""] + [f"- {pct:.1f}% {name}" for pct, name in r["perf"]["symbols"]] + [""]
