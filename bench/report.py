@@ -186,8 +186,8 @@ def render(r: dict) -> str:
 
     # ---------------------------------------------------------------- variants
     L += [f"## Convert variants ({rows['small']:,}-row shard)", "",
-          "Each written by bench code that follows convert_shard with one option changed (the .npy read"
-          " with pread), then read by ClickHouse into a `Null` table with laion's columns (every column"
+          "Each written by bench code that follows convert_shard with one option changed (reading the"
+          " sources as it does), then read by ClickHouse into a `Null` table with laion's columns (every column"
           " parsed and cast, nothing stored; `storage_file_read_method='pread'`).", "",
           "| variant | write s | write rows/s | write RSS MB | file MB | ClickHouse read s | read rows/s | read RSS MB |",
           "|---|---|---|---|---|---|---|---|"]
