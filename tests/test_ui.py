@@ -13,7 +13,7 @@ from urllib.parse import quote, unquote
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -60,8 +60,16 @@ def browser(tmp_path_factory):
 
 def wait(driver, what: str, condition, timeout: float = 30):
     """WebDriverWait that, on timeout, saves the page for debugging and fails saying what is missing."""
+    def settled(d):  # a page in the middle of navigating answers "aborted by navigation": ask again
+        try:
+            return condition(d)
+        except WebDriverException as exc:
+            if "navigat" not in (exc.msg or ""):
+                raise
+            return False
+
     try:
-        return WebDriverWait(driver, timeout, ignored_exceptions=[StaleElementReferenceException]).until(condition)
+        return WebDriverWait(driver, timeout, ignored_exceptions=[StaleElementReferenceException]).until(settled)
     except TimeoutException:
         name = "failed-" + re.sub(r"\W+", "-", what).strip("-")
         ARTIFACTS.mkdir(exist_ok=True)
