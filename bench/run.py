@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 
+from laion_ingest.clickhouse import sql  # noqa: E402
 from laion_ingest.mirror import generate_shard, shard_rows  # noqa: E402
 from laion_ingest.mirror_server import MirrorServer  # noqa: E402
 
@@ -33,12 +34,20 @@ SIZES = {  # small and big shard, index shards (two, then a backfill), tiny shar
     "quick": dict(small=5_000, big=20_000, index=[300, 300, 100], tiny=12, tiny_rows=50),
 }
 REPEAT = 3  # the package's convert and load run 3 times per shard; RESULTS.md shows the median run
-# Load settings: the package's (stage_create.sql, stage_insert_file.sql) and what they replaced.
+
+
+def sql_settings(name: str) -> str:
+    """The SETTINGS clause of include/sql/<name>.sql's last statement: what the package runs with."""
+    return " ".join(sql(name)[-1].split("SETTINGS", 1)[1].split())
+
+
+# Load settings: the package's (read from its SQL) and what they replaced.
+PACKAGE = sql_settings("stage_insert_file")
+NO_MERGES = sql_settings("stage_create")
+SKIP = "materialize_skip_indexes_on_insert = 0"
 PREAD = "storage_file_read_method = 'pread'"
-WATERMARK = "input_format_parquet_memory_high_watermark = 134217728"
-PREVIOUS = f"{PREAD}, {WATERMARK}, max_insert_threads = 1, min_insert_block_size_bytes = 67108864"
-PACKAGE = f"{PREAD}, {WATERMARK}, max_threads = 1, max_insert_threads = 1, min_insert_block_size_bytes = 33554432"
-NO_MERGES = "max_bytes_to_merge_at_max_space_in_pool = 1, max_bytes_to_merge_at_min_space_in_pool = 1"
+PREVIOUS = (f"{SKIP}, {PREAD}, input_format_parquet_memory_high_watermark = 134217728, max_insert_threads = 1,"
+            " min_insert_block_size_bytes = 67108864")
 COARSE = "index_granularity_bytes = 10485760"  # ClickHouse's default granules (laion now has 1 MiB)
 ONE_BLOCK = ("max_insert_threads = 1, min_insert_block_size_rows = 2000000, min_insert_block_size_bytes = 0,"
              " max_insert_block_size = 2000000")
@@ -51,7 +60,7 @@ LOAD_VARIANTS = [  # (label, format, insert settings, staging-table settings, ru
     ("+ 1 MiB granules", "Parquet", PREVIOUS, NO_MERGES, True),
     ("+ 1 parsing thread, 32 MB blocks (the package)", "Parquet", PACKAGE, NO_MERGES, True),
     ("Arrow IPC input, the whole shard as one insert block (one part: no OPTIMIZE)", "Arrow",
-     f"{PREAD}, {ONE_BLOCK}", "", False),
+     f"{SKIP}, {PREAD}, {ONE_BLOCK}", "", False),
 ]
 WRITE_VARIANTS = [  # (label, write_variant options, ClickHouse format)
     ("Parquet f16, vectors plain/uncompressed, 16k row groups (the package)", {}, "Parquet"),
@@ -181,7 +190,7 @@ def ours(d: Path, url: str, key: str) -> dict:
         fresh(d / "p.parquet")
     res["convert_arrow"] = stage("write_variant", shard=0, src=str(files), out=str(arrow), fmt="arrow")
     res["load_arrow"] = stage("load_variant", shard=0, path=str(arrow), fmt="Arrow", chdb=str(d / "chdb"),
-                              settings=f"materialize_skip_indexes_on_insert = 0, {PACKAGE}", table_settings=NO_MERGES)
+                              settings=PACKAGE, table_settings=NO_MERGES)
     fresh(d / "chdb")
     return res
 
@@ -214,8 +223,7 @@ def load_variants(work: Path) -> list:
     out = []
     for label, fmt, settings, table_settings, optimize in LOAD_VARIANTS:
         path = work / "big" / ("laion_0.parquet" if fmt == "Parquet" else "laion_0.arrow")
-        s = f"materialize_skip_indexes_on_insert = 0, {settings}" if settings else ""
-        res = stage("load_variant", shard=0, path=str(path), fmt=fmt, settings=s, table_settings=table_settings,
+        res = stage("load_variant", shard=0, path=str(path), fmt=fmt, settings=settings, table_settings=table_settings,
                     optimize=optimize, chdb=str(work / "lv_chdb"))
         out.append({"label": label, "settings": settings, **res})
         fresh(work / "lv_chdb")
@@ -230,7 +238,7 @@ def perf_profile(work: Path) -> dict | None:
     log("perf profile of a load ...")
     data = work / "perf.data"
     args = dict(shard=0, path=str(work / "big" / "laion_0.parquet"), chdb=str(work / "lv_chdb"),
-                settings=f"materialize_skip_indexes_on_insert = 0, {PACKAGE}", table_settings=NO_MERGES)
+                settings=PACKAGE, table_settings=NO_MERGES)
     os.sync()
     subprocess.run(["perf", "record", "-q", "-F", "199", "-o", str(data), "--", PY, str(ROOT / "bench" / "stages.py"),
                     "load_variant", json.dumps(args)], cwd=ROOT, capture_output=True, check=True)

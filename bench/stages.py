@@ -114,7 +114,7 @@ def write_variant(shard: int, src: str, out: str, fmt: str = "parquet", vec: str
     """convert_shard's loop with one option changed: file format, vector float type, vector
     compression, dictionary+statistics on vectors, row-group size. Reads the sources as it does."""
     names = conv.shard_files(shard)
-    img, text = (conv._Npy(shard, Path(src) / name, name) for name in names[:2])
+    img, text = (conv._Npy(shard, src, name) for name in names[:2])
     meta = pq.ParquetFile(Path(src) / names[2])
     item = pa.field("item", pa.float16() if vec == "f16" else pa.float32(), nullable=False)
     vector = pa.list_(item, conv.DIM)
@@ -250,7 +250,7 @@ def vectors_floor(shard: int, src: str, vec: str = "f16", batch_rows: int = conv
     vec='f32' writes them widened to float32, to tell pyarrow's float16 path from the list levels."""
     from laion_ingest.fetch import shard_files
     img_name, text_name, _ = shard_files(shard)
-    img, text = (conv._Npy(shard, Path(src) / n, n) for n in (img_name, text_name))
+    img, text = (conv._Npy(shard, src, n) for n in (img_name, text_name))
     dtype = np.dtype(np.float32) if vec == "f32" else img.dtype
     vector = pa.list_(pa.field("item", pa.from_numpy_dtype(dtype), nullable=False), conv.DIM)
     schema = pa.schema([pa.field("image_embedding", vector, nullable=False),

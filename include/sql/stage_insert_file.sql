@@ -3,7 +3,7 @@
 -- which ClickHouse widens to Float32 exactly.
 -- Memory (bench/RESULTS.md, 1,000,448-row shard): pread and the Parquet reader's 128 MB high
 -- watermark keep the 2 GB input from being memory-mapped into the process; one parsing thread, one
--- insert thread and 32 MB blocks bound the squashing buffers. Peak RSS 4.8 GB -> under 0.9 GB
+-- insert thread and 32 MB blocks bound the squashing buffers. Peak RSS ~5 GB -> under 0.9 GB
 -- (the staged parts are merged into one afterwards anyway: stage_publish.sql).
 INSERT INTO {stage:Identifier}
 SELECT * FROM file({path:String}, Parquet)

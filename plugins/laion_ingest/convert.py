@@ -43,50 +43,40 @@ def convert_shard(shard: int, src_dir: Path, out_path: Path, batch_rows: int = B
     """Write out_path from the files fetch_shard put in src_dir; returns the number of rows."""
     img_name, text_name, meta_name = shard_files(shard)
     meta = _open_metadata(shard, src_dir, meta_name)
-    img = _Npy(shard, Path(src_dir) / img_name, img_name)
-    text = _Npy(shard, Path(src_dir) / text_name, text_name)
-    try:
-        return _convert(shard, meta, img, text, out_path, batch_rows)
-    finally:
-        img.close()
-        text.close()
+    with _Npy(shard, src_dir, img_name) as img, _Npy(shard, src_dir, text_name) as text:
+        rows = meta.metadata.num_rows
+        for name, npy in ((img_name, img), (text_name, text)):
+            if npy.rows != rows:
+                raise ShardFileError(shard, name, f"has {npy.rows} rows but {meta_name} has {rows}")
+        if rows >= ID_BASE:
+            raise ShardFileError(shard, meta_name, f"{rows} rows do not fit the id scheme (< {ID_BASE})")
 
-
-def _convert(shard: int, meta: pq.ParquetFile, img: _Npy, text: _Npy, out_path: Path, batch_rows: int) -> int:
-    img_name, text_name, meta_name = shard_files(shard)
-    rows = meta.metadata.num_rows
-    for name, npy in ((img_name, img), (text_name, text)):
-        if npy.rows != rows:
-            raise ShardFileError(shard, name, f"has {npy.rows} rows but {meta_name} has {rows}")
-    if rows >= ID_BASE:
-        raise ShardFileError(shard, meta_name, f"{rows} rows do not fit the id scheme (< {ID_BASE})")
-
-    # Not nullable, nor their values: Parquet then stores one definition level a value instead of
-    # three, which pyarrow writes 10-25% faster (measured by hand on this machine).
-    vector = pa.list_(pa.field("item", pa.from_numpy_dtype(img.dtype), nullable=False), DIM)
-    schema = pa.schema([("id", pa.uint64()), ("shard", pa.uint16()), ("row", pa.uint32()), *METADATA,
-                        pa.field("image_embedding", vector, nullable=False),
-                        pa.field("text_embedding", vector, nullable=False)])
-    plain = [f.name for f in schema if not f.name.endswith("_embedding")]
-    part = out_path.with_name(out_path.name + ".part")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    progress = Progress(f"convert shard {shard}", rows, unit="rows", scale=1, logger=log)
-    start = 0
-    # Vectors are incompressible and never filtered on: no dictionary, statistics or compression.
-    with pq.ParquetWriter(part, schema, compression={n: "zstd" for n in plain} | {
-            "image_embedding": "none", "text_embedding": "none"},
-            use_dictionary=plain, write_statistics=plain) as out:
-        # One reader thread: each extra one keeps an allocator heap (bench: -30 to -50 MB peak RSS).
-        for batch in meta.iter_batches(batch_size=batch_rows, columns=METADATA.names, use_threads=False):
-            n = batch.num_rows
-            row = np.arange(start, start + n, dtype=np.uint32)
-            columns = [pa.array(row.astype(np.uint64) + np.uint64(shard * ID_BASE)),
-                       pa.array(np.full(n, shard, dtype=np.uint16)), pa.array(row),
-                       *_cast_metadata(shard, meta_name, batch),
-                       _vectors(img.read(n), vector), _vectors(text.read(n), vector)]
-            out.write_batch(pa.record_batch(columns, schema=schema), row_group_size=batch_rows)
-            start += n
-            progress.advance(n)
+        # Not nullable, nor their values: Parquet then stores one definition level a value instead of
+        # three, which pyarrow writes 10-25% faster (measured by hand on this machine).
+        vector = pa.list_(pa.field("item", pa.from_numpy_dtype(img.dtype), nullable=False), DIM)
+        schema = pa.schema([("id", pa.uint64()), ("shard", pa.uint16()), ("row", pa.uint32()), *METADATA,
+                            pa.field("image_embedding", vector, nullable=False),
+                            pa.field("text_embedding", vector, nullable=False)])
+        plain = [f.name for f in schema if not f.name.endswith("_embedding")]
+        part = out_path.with_name(out_path.name + ".part")
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        progress = Progress(f"convert shard {shard}", rows, unit="rows", scale=1, logger=log)
+        start = 0
+        # Vectors are incompressible and never filtered on: no dictionary, statistics or compression.
+        with pq.ParquetWriter(part, schema, compression={n: "zstd" for n in plain} | {
+                "image_embedding": "none", "text_embedding": "none"},
+                use_dictionary=plain, write_statistics=plain) as out:
+            # One reader thread: Arrow's reader threads each keep an allocator heap of their own.
+            for batch in meta.iter_batches(batch_size=batch_rows, columns=METADATA.names, use_threads=False):
+                n = batch.num_rows
+                row = np.arange(start, start + n, dtype=np.uint32)
+                columns = [pa.array(row.astype(np.uint64) + np.uint64(shard * ID_BASE)),
+                           pa.array(np.full(n, shard, dtype=np.uint16)), pa.array(row),
+                           *_cast_metadata(shard, meta_name, batch),
+                           _vectors(img.read(n), vector), _vectors(text.read(n), vector)]
+                out.write_batch(pa.record_batch(columns, schema=schema), row_group_size=batch_rows)
+                start += n
+                progress.advance(n)
     part.rename(out_path)
     progress.finish()
     return rows
@@ -96,32 +86,40 @@ class _Npy:
     """Rows of a .npy file read in order with plain reads. A memory map would do the same, but its
     pages count as the process's memory and stay resident: for a 1 GB file, 1 GB of RSS."""
 
-    def __init__(self, shard: int, path: Path, name: str):
+    def __init__(self, shard: int, src_dir: Path, name: str):
+        path = Path(src_dir) / name
         try:
             self.file = open(path, "rb")
         except FileNotFoundError:
             raise ShardFileError(shard, name, f"missing ({path})") from None
         try:
+            self.dtype, self.rows = self._header(shard, name)
+        except BaseException:
+            self.file.close()
+            raise
+
+    def _header(self, shard: int, name: str) -> tuple[np.dtype, int]:
+        try:
             version = np.lib.format.read_magic(self.file)
             read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                            else np.lib.format.read_array_header_2_0)
-            shape, fortran, self.dtype = read_header(self.file)
+            shape, fortran, dtype = read_header(self.file)
         except Exception as exc:
-            self.file.close()
             raise ShardFileError(shard, name, f"not a valid .npy file: {exc}") from exc
         if len(shape) != 2 or shape[1] != DIM or fortran:
-            self.file.close()
             raise ShardFileError(shard, name, f"shape {shape}{' (Fortran order)' if fortran else ''},"
                                               f" expected (rows, {DIM})")
-        if self.dtype.kind != "f":
-            self.file.close()
-            raise ShardFileError(shard, name, f"dtype {self.dtype}, expected a float type")
-        self.rows = shape[0]
+        if dtype.kind != "f":
+            raise ShardFileError(shard, name, f"dtype {dtype}, expected a float type")
+        return dtype, shape[0]
 
     def read(self, n: int) -> np.ndarray:
         return np.fromfile(self.file, dtype=self.dtype, count=n * DIM).reshape(n, DIM)
 
-    def close(self) -> None:
+    def __enter__(self) -> _Npy:
+        return self
+
+    def __exit__(self, *exc) -> None:
         self.file.close()
 
 
