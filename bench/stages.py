@@ -111,8 +111,11 @@ def load(shard: int, parquet: str, chdb: str) -> dict:
 def write_variant(shard: int, src: str, out: str, fmt: str = "parquet", vec: str = "f16",
                   vec_compression: str = "none", vec_dict_stats: bool = False,
                   row_group: int = 16_384) -> dict:
-    """convert_shard's loop with one option changed: file format, vector float type, vector
-    compression, dictionary+statistics on vectors, row-group size. Reads the sources as it does."""
+    """convert_shard's loop written by pyarrow alone, with one option changed: file format, vector
+    float type, vector compression, dictionary+statistics on vectors, row-group size. Reads the
+    sources as it does. fmt='package' is convert_shard itself."""
+    if fmt == "package":
+        return convert(shard, src, out)
     names = conv.shard_files(shard)
     img, text = (conv._Npy(shard, src, name) for name in names[:2])
     meta = pq.ParquetFile(Path(src) / names[2])
@@ -135,8 +138,7 @@ def write_variant(shard: int, src: str, out: str, fmt: str = "parquet", vec: str
         for batch in meta.iter_batches(batch_size=row_group, columns=conv.METADATA.names, use_threads=False):
             n = batch.num_rows
             row = np.arange(start, start + n, dtype=np.uint32)
-            vectors = [conv._vectors(a.read(n).astype(item.type.to_pandas_dtype(), copy=False), vector)
-                       for a in (img, text)]
+            vectors = [_vectors(npy, start, n, vector) for npy in (img, text)]
             columns = [pa.array(row.astype(np.uint64) + np.uint64(shard * conv.ID_BASE)),
                        pa.array(np.full(n, shard, dtype=np.uint16)), pa.array(row),
                        *conv._cast_metadata(shard, "metadata", batch), *vectors]
@@ -246,7 +248,7 @@ def memory_probe(dest: str, gib: int = 2) -> dict:
 @stage
 def vectors_floor(shard: int, src: str, vec: str = "f16", batch_rows: int = conv.BATCH_ROWS) -> dict:
     """pyarrow writing only the two vector columns, typed as convert_shard types them, to /dev/null:
-    the fastest a float16 fixed-size-list Parquet can be written here, before metadata and the disk.
+    the fastest pyarrow alone writes float16 fixed-size lists here, before metadata and the disk.
     vec='f32' writes them widened to float32, to tell pyarrow's float16 path from the list levels."""
     from laion_ingest.fetch import shard_files
     img_name, text_name, _ = shard_files(shard)
@@ -255,15 +257,19 @@ def vectors_floor(shard: int, src: str, vec: str = "f16", batch_rows: int = conv
     vector = pa.list_(pa.field("item", pa.from_numpy_dtype(dtype), nullable=False), conv.DIM)
     schema = pa.schema([pa.field("image_embedding", vector, nullable=False),
                         pa.field("text_embedding", vector, nullable=False)])
-    left = img.rows
     with pq.ParquetWriter("/dev/null", schema, compression="none", use_dictionary=False,
                           write_statistics=False) as out:
-        while left:
-            n = min(batch_rows, left)
-            columns = [conv._vectors(npy.read(n).astype(dtype, copy=False), vector) for npy in (img, text)]
+        for start in range(0, img.rows, batch_rows):
+            n = min(batch_rows, img.rows - start)
+            columns = [_vectors(npy, start, n, vector) for npy in (img, text)]
             out.write_batch(pa.record_batch(columns, schema=schema), row_group_size=batch_rows)
-            left -= n
     return {"rows": img.rows}
+
+
+def _vectors(npy, start: int, n: int, vector: pa.DataType) -> pa.Array:
+    """Rows of a .npy as pyarrow's fixed-size lists of vector's float type."""
+    values = np.frombuffer(npy.read(start, n), npy.dtype).astype(vector.value_type.to_pandas_dtype(), copy=False)
+    return pa.FixedSizeListArray.from_arrays(pa.array(values), type=vector)
 
 
 # ---------------------------------------------------------------- index build and the indexed-once proof

@@ -8,7 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from laion_ingest.convert import convert_shard
+from laion_ingest import fetch
+from laion_ingest.convert import ID_BASE, METADATA, convert_shard
 from laion_ingest.errors import ShardFileError
 
 
@@ -22,20 +23,47 @@ def shard_files(mirror_dir, tmp_path):
     return tmp_path
 
 
-def test_output_has_the_table_columns_and_exact_vectors(shard_files, tmp_path):
+def expected_table(src, shard: int) -> pa.Table:
+    """What convert must stage, built with pyarrow alone from the source files."""
+    img, text, metadata = fetch.shard_files(shard)
+    meta = pq.read_table(src / metadata, columns=METADATA.names).cast(METADATA)
+    rows = np.arange(meta.num_rows, dtype=np.uint32)
+    vector = pa.list_(pa.field("element", pa.float16(), nullable=False), 512)
+    schema = pa.schema([("id", pa.uint64()), ("shard", pa.uint16()), ("row", pa.uint32()), *METADATA,
+                        pa.field("image_embedding", vector, nullable=False),
+                        pa.field("text_embedding", vector, nullable=False)])
+    embeddings = [pa.FixedSizeListArray.from_arrays(pa.array(np.load(src / name).reshape(-1)), type=vector)
+                  for name in (img, text)]
+    return pa.table([rows.astype(np.uint64) + np.uint64(shard * ID_BASE),
+                     np.full(meta.num_rows, shard, dtype=np.uint16), rows, *meta.columns, *embeddings],
+                    schema=schema)
+
+
+def test_output_is_the_table_columns_with_exact_values(shard_files, tmp_path):
     out = tmp_path / "out.parquet"
     rows = convert_shard(1, shard_files, out, batch_rows=1000)
-    table = pq.read_table(out)
-    assert table.num_rows == rows == pq.ParquetFile(shard_files / "metadata/metadata_1.parquet").metadata.num_rows
-    assert table.column_names[:3] == ["id", "shard", "row"] and table.column_names[-2:] == [
-        "image_embedding", "text_embedding"]
-    vector = table.schema.field("image_embedding")  # fixed-size float16 lists, no nulls anywhere
-    assert vector.type == pa.list_(pa.field("element", pa.float16(), nullable=False), 512) and not vector.nullable
-    assert table.column("id").to_pylist()[:2] == [1_000_000_000, 1_000_000_001]
-    source = np.load(shard_files / "text_emb/text_emb_1.npy")
-    stored = np.array(table.column("text_embedding").combine_chunks().flatten()).reshape(-1, 512)
-    assert np.array_equal(stored, source)
-    assert pq.ParquetFile(out).metadata.num_row_groups > 1  # streamed in batches
+    staged = pq.ParquetFile(out)
+    assert rows == staged.metadata.num_rows == pq.ParquetFile(shard_files / "metadata/metadata_1.parquet").metadata.num_rows
+    assert staged.metadata.num_row_groups == -(-rows // 1000)  # streamed in batches
+    assert staged.read().equals(expected_table(shard_files, 1))  # every value, and the schema
+    assert staged.read().column("id").to_pylist()[:2] == [1_000_000_000, 1_000_000_001]
+    first = staged.metadata.row_group(0)
+    id_column, vector_column = first.column(0), first.column(first.num_columns - 1)
+    assert id_column.compression == "ZSTD" and id_column.statistics.max == 1_000_000_999
+    assert vector_column.compression == "UNCOMPRESSED" and vector_column.statistics is None
+
+
+@pytest.mark.parametrize("dtype", ["<f4", ">f2"])
+def test_other_float_npy_are_staged_exactly(shard_files, tmp_path, dtype):
+    for name in ("img_emb/img_emb_1.npy", "text_emb/text_emb_1.npy"):
+        rewrite_npy(shard_files / name, np.load(shard_files / name).astype(dtype))
+    out = tmp_path / "out.parquet"
+    convert_shard(1, shard_files, out, batch_rows=700)  # pages of 512 float32 rows: full and partial
+    stored = pq.read_table(out)
+    source = np.load(shard_files / "img_emb/img_emb_1.npy")
+    assert stored.schema.field("image_embedding").type.value_type == pa.from_numpy_dtype(source.dtype)
+    assert np.array_equal(np.array(stored.column("image_embedding").combine_chunks().flatten()).reshape(-1, 512),
+                          source)
 
 
 def rewrite_npy(path, array):
@@ -50,6 +78,14 @@ def rewrite_npy(path, array):
 def test_mismatched_npy_is_refused(shard_files, tmp_path, name, make, problem):
     rewrite_npy(shard_files / name, make(np.load(shard_files / name)))
     with pytest.raises(ShardFileError, match=f"shard 1: {name}: .*{problem}"):
+        convert_shard(1, shard_files, tmp_path / "out.parquet")
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_truncated_npy_is_refused(shard_files, tmp_path):
+    path = shard_files / "text_emb/text_emb_1.npy"
+    path.write_bytes(path.read_bytes()[:-5000])
+    with pytest.raises(ShardFileError, match=r"shard 1: text_emb/text_emb_1.npy: ends in row \d+ of the \d+ its header"):
         convert_shard(1, shard_files, tmp_path / "out.parquet")
     assert not (tmp_path / "out.parquet").exists()
 
