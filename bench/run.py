@@ -43,7 +43,8 @@ def sql_settings(name: str) -> str:
 
 # Load settings: the package's (read from its SQL) and what they replaced.
 PACKAGE = sql_settings("stage_insert_file")
-NO_MERGES = sql_settings("stage_create")
+STAGE_TABLE = sql_settings("stage_create")
+NO_MERGES = "max_bytes_to_merge_at_max_space_in_pool = 1, max_bytes_to_merge_at_min_space_in_pool = 1"
 SKIP = "materialize_skip_indexes_on_insert = 0"
 PREAD = "storage_file_read_method = 'pread'"
 PREVIOUS = (f"{SKIP}, {PREAD}, input_format_parquet_memory_high_watermark = 134217728, max_insert_threads = 1,"
@@ -58,7 +59,10 @@ LOAD_VARIANTS = [  # (label, format, insert settings, staging-table settings, ru
      PREVIOUS, COARSE, True),
     ("+ no background merges in the staging table", "Parquet", PREVIOUS, f"{COARSE}, {NO_MERGES}", True),
     ("+ 1 MiB granules", "Parquet", PREVIOUS, NO_MERGES, True),
-    ("+ 1 parsing thread, 32 MB blocks (the package)", "Parquet", PACKAGE, NO_MERGES, True),
+    ("+ 1 parsing thread, 32 MB blocks", "Parquet", PACKAGE, NO_MERGES, True),
+    ("+ Compact staged parts (the package)", "Parquet", PACKAGE, STAGE_TABLE, True),
+    ("+ a horizontal merge (not taken: its memory grows with the number of staged parts)", "Parquet", PACKAGE,
+     f"{STAGE_TABLE}, enable_vertical_merge_algorithm = 0", True),
     ("Arrow IPC input, the whole shard as one insert block (one part: no OPTIMIZE)", "Arrow",
      f"{SKIP}, {PREAD}, {ONE_BLOCK}", "", False),
 ]
@@ -194,7 +198,7 @@ def ours(d: Path, url: str, key: str) -> dict:
         fresh(d / "p.parquet")
     res["convert_arrow"] = stage("write_variant", shard=0, src=str(files), out=str(arrow), fmt="arrow")
     res["load_arrow"] = stage("load_variant", shard=0, path=str(arrow), fmt="Arrow", chdb=str(d / "chdb"),
-                              settings=PACKAGE, table_settings=NO_MERGES)
+                              settings=PACKAGE, table_settings=STAGE_TABLE)
     fresh(d / "chdb")
     return res
 
@@ -243,7 +247,7 @@ def perf_profile(work: Path) -> dict | None:
     log("perf profile of a load ...")
     data = work / "perf.data"
     args = dict(shard=0, path=str(work / "big" / "laion_0.parquet"), chdb=str(work / "lv_chdb"),
-                settings=PACKAGE, table_settings=NO_MERGES)
+                settings=PACKAGE, table_settings=STAGE_TABLE)
     os.sync()
     subprocess.run(["perf", "record", "-q", "-F", "199", "-o", str(data), "--", PY, str(ROOT / "bench" / "stages.py"),
                     "load_variant", json.dumps(args)], cwd=ROOT, capture_output=True, check=True)

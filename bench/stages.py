@@ -20,6 +20,7 @@ sys.path.insert(0, str(ROOT / "plugins"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import numpy as np  # noqa: E402
+import pandas  # noqa: E402,F401  pyarrow imports it on first use; an import, so not in any stage's seconds
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
