@@ -74,6 +74,7 @@ def rewrite_npy(path, array):
     ("img_emb/img_emb_1.npy", lambda a: a[:-1], "rows but metadata/metadata_1.parquet has"),
     ("text_emb/text_emb_1.npy", lambda a: a[:, :256], r"shape \(\d+, 256\), expected \(rows, 512\)"),
     ("img_emb/img_emb_1.npy", lambda a: a.astype(np.int16), "dtype int16, expected a float type"),
+    ("text_emb/text_emb_1.npy", lambda a: a.astype(np.float32), "holds float32, but img_emb/img_emb_1.npy holds"),
 ])
 def test_mismatched_npy_is_refused(shard_files, tmp_path, name, make, problem):
     rewrite_npy(shard_files / name, make(np.load(shard_files / name)))

@@ -4,7 +4,8 @@ The output has the columns of the `laion` table, in its order: id, shard and row
 the 15 metadata columns cast losslessly to the table's types, then both embeddings as
 fixed-size lists of the source's float type (float16 for LAION, which ClickHouse widens to
 Float32 exactly). Work is streamed in row batches: the .npy files and the metadata are read batch
-by batch, so memory does not grow with the shard.
+by batch, so memory does not grow with the shard. pyarrow encodes the metadata columns;
+parquet_writer writes the embedding pages from the .npy bytes (why: its docstring).
 """
 from __future__ import annotations
 
@@ -52,8 +53,11 @@ def convert_shard(shard: int, src_dir: Path, out_path: Path, batch_rows: int = B
         if rows >= ID_BASE:
             raise ShardFileError(shard, meta_name, f"{rows} rows do not fit the id scheme (< {ID_BASE})")
 
+        value_type = pa.from_numpy_dtype(img.dtype)
+        if pa.from_numpy_dtype(text.dtype) != value_type:
+            raise ShardFileError(shard, text_name, f"holds {text.dtype}, but {img_name} holds {img.dtype}")
         # Not nullable, nor their values: the embedding writer's pages hold values and nothing else.
-        vector = pa.list_(pa.field("item", pa.from_numpy_dtype(img.dtype), nullable=False), DIM)
+        vector = pa.list_(pa.field("item", value_type, nullable=False), DIM)
         schema = pa.schema([("id", pa.uint64()), ("shard", pa.uint16()), ("row", pa.uint32()), *METADATA,
                             pa.field("image_embedding", vector, nullable=False),
                             pa.field("text_embedding", vector, nullable=False)])
