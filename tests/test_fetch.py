@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import filecmp
+import logging
 
 import pytest
 
@@ -28,9 +29,13 @@ def test_fetches_the_three_files_byte_identical(mirror_dir, tmp_path):
     assert not list(tmp_path.rglob("*.part"))
 
 
-def test_a_dropped_connection_resumes_with_a_range_request(mirror_dir, tmp_path):
+def test_a_dropped_connection_resumes_with_a_range_request(mirror_dir, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="laion_ingest.fetch")
     with MirrorServer(mirror_dir, faults={IMG: ["cut"]}) as server:
         fetch_shard(0, server.url, tmp_path, FAST)
+    total = sum((mirror_dir / name).stat().st_size for name in shard_files(0)) / 1e6
+    # One line for the three files at once, its count neither losing nor repeating the resumed bytes.
+    assert caplog.messages[-1].startswith(f"download shard 0: {total:,.1f} of {total:,.1f} MB (100%)")
     first, second = gets(server, IMG)
     assert first[2] is None and second[2].startswith("bytes=") and second[3] == 206
     assert int(second[2][6:-1]) > 0  # it asked only for what was missing
@@ -55,6 +60,8 @@ def test_a_missing_file_fails_at_once_naming_shard_and_file(mirror_dir, tmp_path
         with pytest.raises(ShardFileError, match=r"shard 0: text_emb/text_emb_0.npy: HTTP 404"):
             fetch_shard(0, server.url, tmp_path, FAST)
     assert len(gets(server, "/text_emb/text_emb_0.npy")) == 1  # no retries spent on a 404
+    for name in ("img_emb/img_emb_0.npy", "metadata/metadata_0.parquet"):  # fetched alongside, kept
+        assert filecmp.cmp(mirror_dir / name, tmp_path / name, shallow=False)
 
 
 def test_transient_errors_give_up_after_the_policy_attempts(mirror_dir, tmp_path):
