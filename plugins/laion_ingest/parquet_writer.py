@@ -53,7 +53,8 @@ class EmbeddingParquetWriter:
         """One row group: batch holds the other columns, embeddings each column's rows as
         little-endian bytes, row after row (what a C-order .npy holds)."""
         start = self.file.tell()
-        plain = _parquet_bytes(pa.Table.from_batches([batch], self.plain_schema), **self.options)
+        plain = _parquet_bytes(pa.Table.from_batches([batch], self.plain_schema),
+                               **self.options, row_group_size=max(1, batch.num_rows))  # one row group
         footer = _footer(plain)
         body = memoryview(plain)[len(MAGIC):_footer_start(plain)]
         self.file.write(body)
