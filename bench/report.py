@@ -87,7 +87,7 @@ def render(r: dict) -> str:
     pkg_ins, pkg_opt, one_ins = pkg["insert"][0], pkg["optimize"][0], one["steps"][0][1]
     vf_big = big["vectors_floor"]
     perf = r.get("perf") or {"dso": [(0.0, "?")], "symbols": [(0.0, "?")]}
-    L += ["## Where the targets are missed, and the limits", "",
+    L += ["## Where the time goes, and the limits", "",
           f"- **This machine's memory.** It is a Firecracker VM with a balloon driver that reports freed pages back"
           f" to the host. Measured in this run before each load of the {rows['big']:,}-row shard"
           f" (`stages.memory_probe`): 2 GiB of fresh anonymous memory touched at {touch[0]:.2f}-{touch[-1]:.2f} GiB/s,"
@@ -105,12 +105,12 @@ def render(r: dict) -> str:
           f" thread did not make the insert faster. So the limit is this VM's page-cache write speed for ~8 KB a row. The"
           f" single block would write once ({rows['big'] / one['seconds']:,.0f} rows/s) but holds"
           f" {one['rss_mb']:,.0f} MB: the whole shard in memory. With the staging table merging in the background"
-          f" (the previous package), the load used both cores and was faster, but the OPTIMIZE FINAL found parts"
-          f" being merged and silently did nothing: the shard was published as several parts (column *parts"
-          f" published*): each part gets a graph of its own, and a later merge of them in `laion` would leave the"
-          f" merged part without one (`materialize_skip_indexes_on_merge = 0`). The"
-          f" package keeps the merges off, so the OPTIMIZE always makes one part (and fails rather than publish"
-          f" more: `optimize_throw_if_noop = 1`).",
+          f" (the first two load variants below), an OPTIMIZE FINAL that meets a running merge silently does"
+          f" nothing and the shard is published as several parts: a race, which this run's column *parts published*"
+          f" shows as {' and '.join(str(v['parts']) for v in r['load'][:2])}, and earlier runs as 7-9 parts. Each"
+          f" part gets a graph of its own, and a later merge of them in `laion` would leave the merged part without"
+          f" one (`materialize_skip_indexes_on_merge = 0`). The package keeps the merges off, so the OPTIMIZE"
+          f" always makes one part (and fails rather than publish more: `optimize_throw_if_noop = 1`).",
           f"- **Convert.** pyarrow alone cannot reach the target with Parquet: writing only the two vector"
           f" columns, typed as convert types them, to /dev/null (`stages.vectors_floor`) does"
           f" {rows['big'] / vf_big['seconds']:,.0f} rows/s at {rows['big']:,} rows, and"
@@ -178,9 +178,10 @@ def render(r: dict) -> str:
 
     # ---------------------------------------------------------------- variants
     L += [f"## Convert variants ({rows['small']:,}-row shard)", "",
-          "The package's convert_shard, then bench code that follows it with pyarrow alone writing every column"
-          " (the previous package) and one option changed (reading the sources as it does); each file then read by ClickHouse into a `Null` table with laion's columns (every column"
-          " parsed and cast, nothing stored; `storage_file_read_method='pread'`).", "",
+          "The package's convert_shard, then bench code that follows it with pyarrow alone writing every"
+          " column (the previous package) and one option changed (reading the sources as it does); each file"
+          " then read by ClickHouse into a `Null` table with laion's columns (every column parsed and cast,"
+          " nothing stored; `storage_file_read_method='pread'`).", "",
           "| variant | write s | write rows/s | write RSS MB | file MB | ClickHouse read s | read rows/s | read RSS MB |",
           "|---|---|---|---|---|---|---|---|"]
     n = rows["small"]
