@@ -117,15 +117,11 @@ def write_variant(shard: int, src: str, out: str, fmt: str = "parquet", vec: str
     sources as it does. fmt='package' is convert_shard itself."""
     if fmt == "package":
         return convert(shard, src, out)
-    names = conv.shard_files(shard)
-    img, text = (conv._Npy(shard, src, name) for name in names[:2])
-    meta = pq.ParquetFile(Path(src) / names[2])
-    item = pa.field("item", pa.float16() if vec == "f16" else pa.float32(), nullable=False)
-    vector = pa.list_(item, conv.DIM)
-    schema = pa.schema([("id", pa.uint64()), ("shard", pa.uint16()), ("row", pa.uint32()), *conv.METADATA,
-                        pa.field("image_embedding", vector, nullable=False),
-                        pa.field("text_embedding", vector, nullable=False)])
-    plain = [f.name for f in schema if not f.name.endswith("_embedding")]
+    img_name, text_name, meta_name = conv.shard_files(shard)
+    meta = pq.ParquetFile(Path(src) / meta_name)
+    schema = conv.staged_schema(pa.float16() if vec == "f16" else pa.float32())
+    vector = schema.field("image_embedding").type
+    plain = schema.names[:-2]
     if fmt == "parquet":  # options of a nested column are keyed by its leaf path
         leaves = ["image_embedding.list.element", "text_embedding.list.element"]
         writer = pq.ParquetWriter(out, schema, compression={n: "zstd" for n in plain} | {
@@ -135,14 +131,11 @@ def write_variant(shard: int, src: str, out: str, fmt: str = "parquet", vec: str
         compression = None if vec_compression == "none" else vec_compression
         writer = pa.ipc.new_file(out, schema, options=pa.ipc.IpcWriteOptions(compression=compression))
     start = 0
-    with writer:
+    with writer, conv._Npy(shard, src, img_name) as img, conv._Npy(shard, src, text_name) as text:
         for batch in meta.iter_batches(batch_size=row_group, columns=conv.METADATA.names, use_threads=False):
             n = batch.num_rows
-            row = np.arange(start, start + n, dtype=np.uint32)
-            vectors = [_vectors(npy, start, n, vector) for npy in (img, text)]
-            columns = [pa.array(row.astype(np.uint64) + np.uint64(shard * conv.ID_BASE)),
-                       pa.array(np.full(n, shard, dtype=np.uint16)), pa.array(row),
-                       *conv._cast_metadata(shard, "metadata", batch), *vectors]
+            columns = [*conv.key_columns(shard, start, n), *conv._cast_metadata(shard, meta_name, batch),
+                       _vectors(img, n, vector), _vectors(text, n, vector)]
             b = pa.record_batch(columns, schema=schema)
             writer.write_batch(b, row_group_size=row_group) if fmt == "parquet" else writer.write_batch(b)
             start += n
@@ -251,25 +244,24 @@ def vectors_floor(shard: int, src: str, vec: str = "f16", batch_rows: int = conv
     """pyarrow writing only the two vector columns, typed as convert_shard types them, to /dev/null:
     the fastest pyarrow alone writes float16 fixed-size lists here, before metadata and the disk.
     vec='f32' writes them widened to float32, to tell pyarrow's float16 path from the list levels."""
-    from laion_ingest.fetch import shard_files
-    img_name, text_name, _ = shard_files(shard)
-    img, text = (conv._Npy(shard, src, n) for n in (img_name, text_name))
-    dtype = np.dtype(np.float32) if vec == "f32" else img.dtype
-    vector = pa.list_(pa.field("item", pa.from_numpy_dtype(dtype), nullable=False), conv.DIM)
-    schema = pa.schema([pa.field("image_embedding", vector, nullable=False),
-                        pa.field("text_embedding", vector, nullable=False)])
-    with pq.ParquetWriter("/dev/null", schema, compression="none", use_dictionary=False,
-                          write_statistics=False) as out:
-        for start in range(0, img.rows, batch_rows):
-            n = min(batch_rows, img.rows - start)
-            columns = [_vectors(npy, start, n, vector) for npy in (img, text)]
-            out.write_batch(pa.record_batch(columns, schema=schema), row_group_size=batch_rows)
+    img_name, text_name, _ = conv.shard_files(shard)
+    with conv._Npy(shard, src, img_name) as img, conv._Npy(shard, src, text_name) as text:
+        dtype = np.dtype(np.float32) if vec == "f32" else img.dtype
+        vector = pa.list_(pa.field("item", pa.from_numpy_dtype(dtype), nullable=False), conv.DIM)
+        schema = pa.schema([pa.field("image_embedding", vector, nullable=False),
+                            pa.field("text_embedding", vector, nullable=False)])
+        with pq.ParquetWriter("/dev/null", schema, compression="none", use_dictionary=False,
+                              write_statistics=False) as out:
+            for start in range(0, img.rows, batch_rows):
+                n = min(batch_rows, img.rows - start)
+                columns = [_vectors(img, n, vector), _vectors(text, n, vector)]
+                out.write_batch(pa.record_batch(columns, schema=schema), row_group_size=batch_rows)
     return {"rows": img.rows}
 
 
-def _vectors(npy, start: int, n: int, vector: pa.DataType) -> pa.Array:
-    """Rows of a .npy as pyarrow's fixed-size lists of vector's float type."""
-    values = np.frombuffer(npy.read(start, n), npy.dtype).astype(vector.value_type.to_pandas_dtype(), copy=False)
+def _vectors(npy, n: int, vector: pa.DataType) -> pa.Array:
+    """The next n rows of a .npy as pyarrow's fixed-size lists of vector's float type."""
+    values = np.frombuffer(npy.read(n), npy.dtype).astype(vector.value_type.to_pandas_dtype(), copy=False)
     return pa.FixedSizeListArray.from_arrays(pa.array(values), type=vector)
 
 

@@ -7,7 +7,7 @@
 -- the index stage materializes them exactly once per part (see vector_index_*.sql).
 -- index_granularity_bytes = 1 MiB (default 10 MiB): granules of ~256 rows. A merge holds one
 -- granule per source part per column, so the load's OPTIMIZE of the staged parts peaks at
--- ~0.5-0.6 GB instead of ~1.2 GB (bench/RESULTS.md, load variants).
+-- ~0.5-0.7 GB instead of ~1.2-1.7 GB (bench/RESULTS.md, load variants).
 CREATE TABLE IF NOT EXISTS laion
 (
     id              UInt64,              -- shard * 1000000000 + row: stable across reloads

@@ -56,11 +56,7 @@ def convert_shard(shard: int, src_dir: Path, out_path: Path, batch_rows: int = B
         value_type = pa.from_numpy_dtype(img.dtype)
         if pa.from_numpy_dtype(text.dtype) != value_type:
             raise ShardFileError(shard, text_name, f"holds {text.dtype}, but {img_name} holds {img.dtype}")
-        # Not nullable, nor their values: the embedding writer's pages hold values and nothing else.
-        vector = pa.list_(pa.field("item", value_type, nullable=False), DIM)
-        schema = pa.schema([("id", pa.uint64()), ("shard", pa.uint16()), ("row", pa.uint32()), *METADATA,
-                            pa.field("image_embedding", vector, nullable=False),
-                            pa.field("text_embedding", vector, nullable=False)])
+        schema = staged_schema(value_type)
         plain = schema.names[:-2]
         part = out_path.with_name(out_path.name + ".part")
         out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,16 +69,29 @@ def convert_shard(shard: int, src_dir: Path, out_path: Path, batch_rows: int = B
             # One reader thread: Arrow's reader threads each keep an allocator heap of their own.
             for batch in meta.iter_batches(batch_size=batch_rows, columns=METADATA.names, use_threads=False):
                 n = batch.num_rows
-                row = np.arange(start, start + n, dtype=np.uint32)
-                columns = [pa.array(row.astype(np.uint64) + np.uint64(shard * ID_BASE)),
-                           pa.array(np.full(n, shard, dtype=np.uint16)), pa.array(row),
-                           *_cast_metadata(shard, meta_name, batch)]
-                out.write(pa.record_batch(columns, names=plain), [img.read(start, n), text.read(start, n)])
+                columns = [*key_columns(shard, start, n), *_cast_metadata(shard, meta_name, batch)]
+                out.write(pa.record_batch(columns, names=plain), [img.read(n), text.read(n)])
                 start += n
                 progress.advance(n)
     part.rename(out_path)
     progress.finish()
     return rows
+
+
+def staged_schema(value_type: pa.DataType) -> pa.Schema:
+    """The staged file's columns: laion's, with the embeddings as fixed-size lists of value_type.
+    Not nullable, nor their values: the embedding writer's pages hold values and nothing else."""
+    vector = pa.list_(pa.field("item", value_type, nullable=False), DIM)
+    return pa.schema([("id", pa.uint64()), ("shard", pa.uint16()), ("row", pa.uint32()), *METADATA,
+                      pa.field("image_embedding", vector, nullable=False),
+                      pa.field("text_embedding", vector, nullable=False)])
+
+
+def key_columns(shard: int, start: int, n: int) -> list[pa.Array]:
+    """id, shard and row of the shard's rows start .. start + n - 1."""
+    row = np.arange(start, start + n, dtype=np.uint32)
+    return [pa.array(row.astype(np.uint64) + np.uint64(shard * ID_BASE)),
+            pa.array(np.full(n, shard, dtype=np.uint16)), pa.array(row)]
 
 
 class _Npy:
@@ -96,7 +105,7 @@ class _Npy:
             self.file = open(path, "rb")
         except FileNotFoundError:
             raise ShardFileError(shard, name, f"missing ({path})") from None
-        self.shard, self.name = shard, name
+        self.shard, self.name, self.next_row = shard, name, 0
         try:
             self.dtype, self.rows = self._header(shard, name)
         except BaseException:
@@ -118,13 +127,14 @@ class _Npy:
             raise ShardFileError(shard, name, f"dtype {dtype}, expected a float type")
         return dtype, shape[0]
 
-    def read(self, first: int, n: int) -> bytes:
-        """Rows first .. first + n - 1, which must be the rows after the last read."""
+    def read(self, n: int) -> bytes:
+        """The next n rows."""
         row_bytes = DIM * self.dtype.itemsize
         data = self.file.read(n * row_bytes)
         if len(data) < n * row_bytes:
-            raise ShardFileError(self.shard, self.name, f"ends in row {first + len(data) // row_bytes}"
+            raise ShardFileError(self.shard, self.name, f"ends in row {self.next_row + len(data) // row_bytes}"
                                                         f" of the {self.rows} its header announces")
+        self.next_row += n
         if self.dtype.byteorder == ">":
             data = np.frombuffer(data, self.dtype).astype(self.dtype.newbyteorder("<")).tobytes()
         return data

@@ -43,9 +43,9 @@ def fetch_shard(shard: int, base_url: str, dest_dir: Path,
     names = shard_files(shard)
     progress = _ShardProgress(shard)
     with ThreadPoolExecutor(len(names), thread_name_prefix=f"fetch-{shard}") as pool:
-        sizes = {name: pool.submit(_fetch_file, shard, base_url, name, Path(dest_dir) / name, policy, progress)
-                 for name in names}
-    sizes = {name: size.result() for name, size in sizes.items()}
+        downloads = {name: pool.submit(_fetch_file, shard, base_url, name, Path(dest_dir) / name, policy,
+                                       progress) for name in names}
+    sizes = {name: download.result() for name, download in downloads.items()}
     progress.finish()
     return sizes
 
