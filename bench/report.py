@@ -70,7 +70,7 @@ def render(r: dict) -> str:
         L.append(f"| load peak RSS ≤ 1 GB, {rows[k]:,} rows | " + " | ".join(
             f"{x['rss_mb']:.0f} MB {yes(x['rss_mb'] <= 1024)}" for x in (res["load"], res["load_arrow"])) + " |")
     L.append(f"| fetch+convert+load of {rows['small']:,} rows ≥ 40× faster than the seed ({seed_s:.1f} s) | " + " | ".join(
-        f"{s_:.2f} s = {seed_s / s_:.0f}× {yes(seed_s / s_ >= 40)}" for s_ in (ours_s, ar_s)) + " |")
+        f"{s_:.2f} s = {seed_s / s_:.1f}× {yes(seed_s / s_ >= 40)}" for s_ in (ours_s, ar_s)) + " |")
     L.append(f"| … with ≤ ¼ of the seed's peak memory ({seed_rss:,.0f} MB) | " + " | ".join(
         f"{x:.0f} MB = {seed_rss / x:.1f}× less {yes(x <= seed_rss / 4)}" for x in (ours_rss, ar_rss)) + " |")
     ix = r["index"]
@@ -156,7 +156,7 @@ def render(r: dict) -> str:
           f" peak {seed_rss:,.0f} MB):", "",
           "| configuration | fetch + convert + load | speed-up | peak RSS | memory ratio |", "|---|---|---|---|---|"]
     for label, s, rss in (("package", ours_s, ours_rss), ("B (Arrow IPC)", ar_s, ar_rss)):
-        L.append(f"| {label} | {s:.2f} s | {seed_s / s:.0f}× | {rss:,.0f} MB | {seed_rss / rss:.1f}× less |")
+        L.append(f"| {label} | {s:.2f} s | {seed_s / s:.1f}× | {rss:,.0f} MB | {seed_rss / rss:.1f}× less |")
     L.append("")
 
     # ---------------------------------------------------------------- load steps
@@ -267,7 +267,7 @@ def changes(r: dict) -> str:
     hhmm = lambda t: datetime.datetime.fromtimestamp(t).strftime("%H:%M:%S")  # noqa: E731
     later = sorted({key for key, v in walk(r) if v.get("at", 0) > first})
     return (", ".join(f"{name} at {hhmm(t)}" for name, t in changed)
-            + f"; stages started after {hhmm(first)}: {', '.join(later) or r['package'].get('note', '?')}")
+            + f"; stages started after {hhmm(first)}: {', '.join(later) or 'none'}")
 
 
 def walk(node, key=""):
