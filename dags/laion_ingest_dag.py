@@ -95,38 +95,40 @@ def laion_ingest():
         with ClickHouse() as ch:
             return add_indexes(ch, _index_params(p))
 
-    @task(trigger_rule="all_done")
+    @task
     def build_vector_indexes(added: list[str]) -> list[int]:
         """Start the index builds. On a server they run in ClickHouse and the sensor below waits;
         chdb runs them inside the process that holds its data directory, so this task waits."""
         if not get_current_context()["params"]["build_indexes"]:
             return []
         with ClickHouse() as ch:
-            if settings.clickhouse_conn_id():
+            if ch.is_server:
                 return submit_builds(ch, every_shard=bool(added))
             return materialize_indexes(ch, every_shard=bool(added))
 
-    @task.sensor(poke_interval=cfg.index_poll_seconds(), timeout=cfg.index_timeout_seconds(),
-                 mode="reschedule", outlets=[LAION_TABLE])
+    @task.sensor(poke_interval=cfg.index_poll_seconds(), timeout=cfg.index_timeout_seconds(), mode="reschedule")
     def wait_for_vector_indexes(shards: list[int]) -> PokeReturnValue:
-        """Poll the builds' mutations between pokes without holding a worker slot; publishes the
-        table's update as the `laion` Asset."""
+        """Poll the builds' mutations between pokes without holding a worker slot."""
         with ClickHouse() as ch:
-            return PokeReturnValue(is_done=not shards or build_progress(ch, shards))
+            return PokeReturnValue(is_done=not shards or build_progress(ch, shards), xcom_value=shards)
 
-    @task(trigger_rule="all_done")
-    def summary(planned: list[int] | None) -> dict:
+    @task(trigger_rule="all_done", outlets=[LAION_TABLE])
+    def summary(planned: list[int] | None, indexed: list[int] | None) -> dict:
+        """The run's last task and so its outcome: it fails the run when a shard failed or the index
+        stage did not finish (its XCom is then missing), and only when it succeeds is the table's
+        update published as the `laion` Asset: every shard of the range loaded, and indexed."""
         if planned is None:
             raise AirflowFailException("plan_shards produced no shard list; see its log")
         ctx = get_current_context()
-        return summarize(ctx["run_id"], ctx["params"]["first_shard"], ctx["params"]["last_shard"], planned)
+        return summarize(ctx["run_id"], ctx["params"]["first_shard"], ctx["params"]["last_shard"], planned,
+                         indexes_built=indexed is not None)
 
     planned = plan_shards()
     create_laion_tables() >> planned
     loaded = shard.expand(shard=planned)
     added = add_vector_indexes()
     loaded >> added
-    wait_for_vector_indexes(build_vector_indexes(added)) >> summary(planned)
+    summary(planned, wait_for_vector_indexes(build_vector_indexes(added)))
 
 
 def _index_params(p) -> IndexParams:

@@ -1,7 +1,15 @@
-"""Shared fixtures: a generated LAION-format mirror served over loopback HTTP, a fresh chdb data
-directory per test, and an Airflow home for running the real DAG with `airflow dags test`."""
+"""Shared fixtures: a generated LAION-format mirror served over loopback HTTP, the two engines a
+loading test runs on, and an Airflow home for running the real DAG with `airflow dags test`.
+
+Engines: "chdb" is the embedded default (a fresh data directory); "server" is a real ClickHouse
+server on 127.0.0.1 (clickhouse_server.py) reached through an Airflow connection, with a fresh
+database, and shards staged in a real S3 server (SeaweedFS), as a user with a server runs it.
+Each is a set of environment variables, so the same test drives the package in-process, through
+`airflow dags test` or through `airflow standalone`.
+"""
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -15,8 +23,12 @@ sys.path.insert(0, str(ROOT / "plugins"))
 from laion_ingest.clickhouse import ClickHouse  # noqa: E402
 from laion_ingest.mirror import generate_mirror  # noqa: E402
 from laion_ingest.mirror_server import MirrorServer  # noqa: E402
+from clickhouse_server import ClickHouseServer  # noqa: E402
+from s3_server import BUCKET, S3Server  # noqa: E402
 
 MIRROR_ROWS = 3000  # nominal; actual counts are not round (see mirror.shard_rows)
+ENGINES = ["chdb", "server"]
+_databases = itertools.count()
 
 
 @pytest.fixture(scope="session")
@@ -33,15 +45,71 @@ def mirror(mirror_dir):
         yield server
 
 
+@pytest.fixture(scope="session")
+def clickhouse_server(tmp_path_factory):
+    with ClickHouseServer(tmp_path_factory.mktemp("clickhouse_server")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory):
+    with S3Server(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+
+
+ENGINE_VARIABLES = ("LAION_CHDB_PATH", "LAION_CLICKHOUSE_CONN_ID", "AIRFLOW_CONN_LAION_CLICKHOUSE",
+                    "LAION_STAGING_URL", "LAION_S3_CONN_ID", "AIRFLOW_CONN_LAION_S3")
+
+
+def engine_variables(engine: str, base: Path, request) -> dict[str, str]:
+    """Environment that points the package at a fresh, private place on one engine."""
+    env = {"LAION_WORK_DIR": str(base / "work"), "LAION_RETRY_INITIAL_DELAY": "0.05"}
+    if engine == "chdb":
+        return {**env, "LAION_CHDB_PATH": str(base / "chdb")}
+    server, s3 = request.getfixturevalue("clickhouse_server"), request.getfixturevalue("s3")
+    database = f"test_{next(_databases)}"
+    server.sql(f"CREATE DATABASE {database}")
+    return {**env, "LAION_CLICKHOUSE_CONN_ID": "laion_clickhouse",
+            "AIRFLOW_CONN_LAION_CLICKHOUSE": server.connection_uri(database),
+            "LAION_STAGING_URL": f"s3://{BUCKET}/{database}", "LAION_S3_CONN_ID": "laion_s3",
+            "AIRFLOW_CONN_LAION_S3": s3.connection()}
+
+
+def with_engine(env: dict[str, str], engine: dict[str, str]) -> dict[str, str]:
+    """A subprocess environment on one engine: env's variables but no other engine's."""
+    return {**{k: v for k, v in env.items() if k not in ENGINE_VARIABLES}, **engine}
+
+
+def use_engine(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    for name in ENGINE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture(params=ENGINES)
+def engine_env(request, tmp_path, monkeypatch) -> dict[str, str]:
+    """This test's own engine (each loading test runs on both), set in the environment."""
+    env = engine_variables(request.param, tmp_path, request)
+    use_engine(monkeypatch, env)
+    return env
+
+
 @pytest.fixture
-def engine_env(tmp_path, monkeypatch) -> Path:
-    """A private chdb data directory and work directory for this test."""
-    monkeypatch.setenv("LAION_CHDB_PATH", str(tmp_path / "chdb"))
-    monkeypatch.setenv("LAION_WORK_DIR", str(tmp_path / "work"))
-    monkeypatch.delenv("LAION_STAGING_URL", raising=False)
-    monkeypatch.delenv("LAION_CLICKHOUSE_CONN_ID", raising=False)
-    monkeypatch.setenv("LAION_RETRY_INITIAL_DELAY", "0.05")
-    return tmp_path
+def chdb_env(tmp_path, monkeypatch) -> dict[str, str]:
+    """A private embedded engine, for tests about chdb itself or that load nothing."""
+    env = engine_variables("chdb", tmp_path, None)
+    use_engine(monkeypatch, env)
+    return env
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def module_engine(request, tmp_path_factory) -> dict[str, str]:
+    """One engine for a whole module's shared run; the environment is set for the module."""
+    env = engine_variables(request.param, tmp_path_factory.mktemp(request.param), request)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        use_engine(monkeypatch, env)
+        yield env
 
 
 @pytest.fixture
@@ -59,7 +127,7 @@ def airflow_home(tmp_path_factory) -> dict[str, str]:
            "AIRFLOW__CORE__DAGS_FOLDER": "dags",
            "AIRFLOW__CORE__PLUGINS_FOLDER": "plugins",
            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-           "LAION_TASK_RETRY_DELAY": "1",
+           "LAION_TASK_RETRY_DELAY": "1", "LAION_INDEX_POLL_SECONDS": "1",
            "LAION_RETRY_INITIAL_DELAY": "0.05"}
     subprocess.run([str(Path(sys.executable).with_name("airflow")), "db", "migrate"], cwd=ROOT, env=env,
                    check=True, capture_output=True)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -51,9 +52,9 @@ def test_status_names_failing_shards_with_their_error(mirror, engine_env):
     assert status["failing"][0]["shard"] == 3 and "HTTP 404" in status["failing"][0]["last_error"]
 
 
-def test_a_second_process_waits_for_the_chdb_directory(engine_env):
+def test_a_second_process_waits_for_the_chdb_directory(chdb_env):
     """chdb admits one process per data directory: the second one queues, saying who holds it."""
-    holder = Chdb(engine_env / "chdb")
+    holder = Chdb(Path(chdb_env["LAION_CHDB_PATH"]))
     env = {**os.environ, "PYTHONPATH": str(ROOT / "plugins")}
     waiting = subprocess.Popen([sys.executable, "-m", "laion_ingest", "status"], env=env, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -64,4 +65,4 @@ def test_a_second_process_waits_for_the_chdb_directory(engine_env):
         holder.close()  # release it, as a finished task does
     out, err = waiting.communicate(timeout=60)
     assert waiting.returncode == 0 and "shards loaded: 0 of 410" in out
-    assert f"waiting for the chdb data directory {engine_env / 'chdb'}, held by pid {os.getpid()}" in err
+    assert f"waiting for the chdb data directory {chdb_env['LAION_CHDB_PATH']}, held by pid {os.getpid()}" in err

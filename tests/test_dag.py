@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, with_engine
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.mirror_server import MirrorServer
 from laion_ingest.search import explain, row_vector, search
@@ -27,29 +28,41 @@ def run_dag(env: dict, conf: dict) -> subprocess.CompletedProcess:
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
+def last_run(env: dict) -> dict:
+    """The latest run of laion_ingest in Airflow's own database: its state, the summary's tries and
+    the `laion` Asset events it published."""
+    with sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db") as db:
+        run_id, state = db.execute("SELECT run_id, state FROM dag_run WHERE dag_id = 'laion_ingest'"
+                                   " ORDER BY id DESC LIMIT 1").fetchone()
+        tasks = dict(db.execute("SELECT task_id, state FROM task_instance WHERE run_id = ? AND map_index = -1",
+                                (run_id,)).fetchall())
+        [(summary_tries,)] = db.execute("SELECT try_number FROM task_instance WHERE run_id = ?"
+                                        " AND task_id = 'summary'", (run_id,)).fetchall()
+        [(events,)] = db.execute("SELECT count() FROM asset_event WHERE source_run_id = ?", (run_id,)).fetchall()
+    return {"state": state, "tasks": tasks, "summary_tries": summary_tries, "asset_events": events}
+
+
 def source_rows(mirror: Path, shard: int) -> int:
     return pq.ParquetFile(mirror / f"metadata/metadata_{shard}.parquet").metadata.num_rows
 
 
 @pytest.fixture(scope="module")
-def loaded(tmp_path_factory, mirror_dir, airflow_home):
+def loaded(tmp_path_factory, mirror_dir, airflow_home, module_engine):
     """Shards 0-3 where shard 3's image .npy has fewer rows than its metadata; one DAG run."""
     base = tmp_path_factory.mktemp("dag")
     src = base / "mirror"
     shutil.copytree(mirror_dir, src)
     short = np.load(src / f"img_emb/img_emb_{BAD}.npy")[:-5]
     np.save(src / f"img_emb/img_emb_{BAD}.npy", short)
-    env = {**airflow_home, "LAION_CHDB_PATH": str(base / "chdb"), "LAION_WORK_DIR": str(base / "work")}
+    env = with_engine(airflow_home, module_engine)
     with MirrorServer(src) as server:
         conf = {"first_shard": 0, "last_shard": BAD, "source_url": server.url, **INDEX}
         first = run_dag(env, conf)
-        yield {"env": env, "src": src, "server": server, "conf": conf, "first": first}
+        yield {"env": env, "src": src, "server": server, "conf": conf, "first": first, "first_run": last_run(env)}
 
 
 def connect(loaded) -> ClickHouse:
-    from laion_ingest.clickhouse import Chdb
-
-    return ClickHouse(Chdb(Path(loaded["env"]["LAION_CHDB_PATH"])))
+    return ClickHouse()  # the module's engine, from the environment
 
 
 def test_good_shards_are_loaded_completely(loaded):
@@ -72,6 +85,13 @@ def test_bad_shard_fails_clearly_and_loads_nothing(loaded):
             "SELECT outcome, stage, try_number, error FROM laion_ledger WHERE shard = {s:UInt16}", s=BAD)[0]
     assert (outcome, stage, tries) == ("failed", "convert", 1)  # a permanent error spends no retries
     assert message in error
+
+
+def test_a_failed_shard_fails_the_run_at_once_and_publishes_no_asset(loaded):
+    run = loaded["first_run"]
+    assert run["state"] == "failed" and run["tasks"]["summary"] == "failed"
+    assert run["summary_tries"] == 1  # "shards failed" is final: no retries of the summary
+    assert run["asset_events"] == 0  # the table is not whole: downstream DAGs are not triggered
 
 
 def test_captions_and_metadata_are_byte_exact(loaded):
@@ -125,3 +145,30 @@ def test_rerun_and_forced_reload_keep_the_row_count(loaded):
         loads = ch.query("SELECT count() FROM laion_ledger WHERE shard = 1 AND outcome = 'loaded'")[0][0]
         assert loads == 2
         assert ch.run("vector_index_pending") == []  # the reloaded shard got its index again
+    run = last_run(env)
+    assert run["state"] == "success" and run["asset_events"] == 1  # whole and indexed: published
+
+
+def test_refused_index_parameters_fail_the_run_saying_what_to_do(loaded):
+    refused = run_dag(loaded["env"], {**loaded["conf"], "last_shard": 2, "index_m": 12})
+    log = refused.stdout + refused.stderr
+    assert "to rebuild it with the new parameters run: ALTER TABLE laion DROP INDEX image_index" in log
+    assert "the vector indexes were not built" in log
+    run = last_run(loaded["env"])
+    assert run["state"] == "failed" and run["tasks"]["add_vector_indexes"] == "failed"
+    assert (run["summary_tries"], run["asset_events"]) == (1, 0)
+
+
+def test_an_index_build_that_fails_fails_the_run_naming_the_shard(loaded):
+    with connect(loaded) as ch:  # a part whose vectors are NaN: ClickHouse cannot build its graph
+        ch.query("INSERT INTO laion (id, shard, row, image_embedding, text_embedding) SELECT 9000000000 + number,"
+                 " 9, number, arrayMap(i -> nan, range(512)), arrayMap(i -> nan, range(512)) FROM numbers(10)"
+                 " SETTINGS materialize_skip_indexes_on_insert = 0")  # as our loads do
+    failed = run_dag(loaded["env"], {**loaded["conf"], "last_shard": 2})
+    log = failed.stdout + failed.stderr
+    assert "shard 9: vector index build failed" in log and "non-finite values" in log
+    assert "the vector indexes were not built" in log
+    run = last_run(loaded["env"])
+    assert run["state"] == "failed" and (run["summary_tries"], run["asset_events"]) == (1, 0)
+    with connect(loaded) as ch:
+        ch.query("ALTER TABLE laion DROP PARTITION 9")

@@ -37,8 +37,8 @@ def test_reload_replaces_the_shard_without_duplicates(mirror, engine_env):
     with ClickHouse() as ch:
         [status] = shard_status(ch)
         assert (status["loaded"], status["rows"], status["max_try"]) == (1, rows, 2)
-        assert ch.query("SELECT count() FROM system.tables WHERE name LIKE 'laion_stage_%'")[0][0] == 0
-        assert ch.query("SELECT count() FROM system.dropped_tables")[0][0] == 0  # staged parts deleted, not parked
+        assert ch.query("SELECT count() FROM system.tables WHERE database = currentDatabase() AND name LIKE 'laion_stage_%'")[0][0] == 0
+        assert ch.query("SELECT count() FROM system.dropped_tables WHERE database = currentDatabase()")[0][0] == 0  # staged parts deleted, not parked
     assert not pipeline.shard_dir(0).exists()  # downloads and Parquet removed after the load
 
 
@@ -56,7 +56,7 @@ def test_a_failed_reload_keeps_the_loaded_shard(mirror, engine_env):
         [status] = shard_status(ch)
         assert status["last_outcome"] == "failed" and status["loaded"] and "load" in ch.query(
             "SELECT stage FROM laion_ledger WHERE outcome = 'failed'")[0]
-        assert ch.query("SELECT count() FROM system.tables WHERE name LIKE 'laion_stage_%'")[0][0] == 0
+        assert ch.query("SELECT count() FROM system.tables WHERE database = currentDatabase() AND name LIKE 'laion_stage_%'")[0][0] == 0
 
 
 def test_a_shard_larger_than_an_insert_block_is_published_as_one_part(ch, tmp_path):
@@ -66,7 +66,7 @@ def test_a_shard_larger_than_an_insert_block_is_published_as_one_part(ch, tmp_pa
     convert_shard(5, tmp_path / "src", tmp_path / "laion_5.parquet")
     create_tables(ch)
     assert load_shard(ch, 5, tmp_path / "laion_5.parquet", rows) == rows
-    assert ch.query("SELECT count(), sum(rows) FROM system.parts WHERE table = 'laion' AND active") == [(1, rows)]
+    assert ch.query("SELECT count(), sum(rows) FROM system.parts WHERE database = currentDatabase() AND table = 'laion' AND active") == [(1, rows)]
     source = np.load(tmp_path / "src/img_emb/img_emb_5.npy", mmap_mode="r")
     for row in (0, rows // 2, rows - 1):  # one row from each insert block, in place and exact
         [(vector,)] = ch.query(f"SELECT image_embedding FROM laion WHERE id = {5 * 10**9 + row}")
@@ -86,12 +86,12 @@ def test_a_row_count_mismatch_is_not_published(mirror, engine_env):
 def index_bytes():
     with ClickHouse() as ch:
         return dict(ch.query("SELECT partition, sum(secondary_indices_compressed_bytes) FROM system.parts"
-                             " WHERE table = 'laion' AND active AND rows > 0 GROUP BY partition"))
+                             " WHERE database = currentDatabase() AND table = 'laion' AND active AND rows > 0 GROUP BY partition"))
 
 
 def materialize_commands():
     with ClickHouse() as ch:
-        return sorted(r[0] for r in ch.query("SELECT command FROM system.mutations WHERE table = 'laion'"))
+        return sorted(r[0] for r in ch.query("SELECT command FROM system.mutations WHERE database = currentDatabase() AND table = 'laion'"))
 
 
 def test_each_part_is_indexed_exactly_once(mirror, engine_env):
@@ -106,7 +106,7 @@ def test_each_part_is_indexed_exactly_once(mirror, engine_env):
     with ClickHouse() as ch:
         assert build_indexes(ch, SMALL) == [2]
         assert build_indexes(ch, SMALL) == []
-        assert ch.query("SELECT partition, count() FROM system.parts WHERE table = 'laion' AND active"
+        assert ch.query("SELECT partition, count() FROM system.parts WHERE database = currentDatabase() AND table = 'laion' AND active"
                         " AND rows > 0 GROUP BY partition ORDER BY partition") == [("0", 1), ("1", 1), ("2", 1)]
     assert materialize_commands() == [  # one build per index and part, ever
         f"(MATERIALIZE INDEX {name} IN PARTITION {p})" for name in ("image_index", "text_index") for p in range(3)]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from laion_ingest.clickhouse import Chdb, ClickHouse
+from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.mirror_server import MirrorServer
 from standalone import Standalone
 
@@ -17,22 +17,22 @@ MISSING = "/img_emb/img_emb_2.npy"  # answers 404 once: shard 2 fails at once, t
 
 
 @pytest.fixture(scope="module")
-def airflow(tmp_path_factory, mirror_dir):
+def airflow(tmp_path_factory, mirror_dir, module_engine):
     base = tmp_path_factory.mktemp("standalone")
     (base / "home").mkdir()
     with MirrorServer(mirror_dir, faults={FLAKY: [503], MISSING: [404]}) as mirror:
         server = Standalone(base / "home", {
-            "LAION_CHDB_PATH": str(base / "chdb"), "LAION_WORK_DIR": str(base / "work"),
+            **module_engine,
             "LAION_RETRY_ATTEMPTS": "1",  # no retries inside a try: the 503 must fail the Airflow try
             "LAION_TASK_RETRY_DELAY": "1", "LAION_INDEX_POLL_SECONDS": "1"})
         try:
-            yield {"server": server, "mirror": mirror, "chdb": base / "chdb", "src": mirror_dir}
+            yield {"server": server, "mirror": mirror, "src": mirror_dir}
         finally:
             server.stop()
 
 
 def db(airflow) -> ClickHouse:
-    return ClickHouse(Chdb(airflow["chdb"]))
+    return ClickHouse()  # the module's engine, from the environment
 
 
 def rows_of(airflow, shard) -> int:

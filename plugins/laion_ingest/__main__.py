@@ -21,7 +21,10 @@ from laion_ingest import settings
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if settings.clickhouse_conn_id():
+        import airflow.sdk  # noqa: F401  the server's connection is Airflow's; importing it sets up its logging
+    # Logs and progress go to stderr, whatever Airflow configured: stdout is each stage's result.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
     return args.run(args) or 0
 
 

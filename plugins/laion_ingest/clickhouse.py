@@ -1,9 +1,14 @@
-"""One small interface to ClickHouse, whichever engine runs it.
+r"""One small interface to ClickHouse, whichever engine runs it: the one seam for "which ClickHouse".
 
-`connect()` gives the embedded engine (chdb, the default) or a server reached through the Airflow
-connection of the official ClickHouse provider. Both run the same SQL files from include/sql with
-ClickHouse's own query parameters ({name:Type}), so every other module is written and tested once,
-against chdb.
+`ClickHouse()` opens the embedded engine (chdb, the default) or, with LAION_CLICKHOUSE_CONN_ID, a
+server reached through the Airflow connection of the official ClickHouse provider. Both are driven
+by the same client library, clickhouse-connect (its chdb backend in-process, HTTP for a server), so
+query parameters ({name:Type}) are formatted and results decoded by one maintained codec: a string
+with backslashes, tabs or `\N` reaches either engine unchanged, and a stored non-UTF-8 string
+comes back as its hex digits instead of crashing the reader. chdb's own parameter passing unescaped
+such strings (a ledger error holding `b'\x93NUMPY'` became invalid UTF-8), and the provider's
+client sent a dict as JSON where the SQL asks for a Map: neither difference could be seen while the
+engines had two code paths.
 
 A chdb data directory can be open in one process at a time. `Chdb` therefore holds an exclusive
 file lock beside the data directory for as long as it is open: concurrent Airflow tasks, the
@@ -45,7 +50,10 @@ def _inline(statement: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]
             return str(value)
         raise ValueError(f"parameter {name}: {value!r} is not a valid {kind}")
 
-    return re.sub(r"\{(\w+):(Identifier|UInt\d+)\}", inline, statement), params
+    statement = re.sub(r"\{(\w+):(Identifier|UInt\d+)\}", inline, statement)
+    # Only what the statement still names: clickhouse-connect formats a statement that has
+    # parameters but no {name:Type} with Python's % operator.
+    return statement, {k: v for k, v in params.items() if "{" + k + ":" in statement}
 
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -58,14 +66,20 @@ class EngineBusy(Exception):
 class Chdb:
     """The embedded ClickHouse engine on a data directory, held exclusively while open."""
 
+    is_server = False
+
     def __init__(self, path: Path, lock_timeout: float = 3600.0):
-        from chdb import session
+        import clickhouse_connect
 
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = open(self.path.with_name(self.path.name + ".lock"), "a+")
         self._acquire(lock_timeout)
-        self._session = session.Session(str(self.path))
+        try:
+            self.client = clickhouse_connect.get_client(interface="chdb", path=str(self.path))
+        except BaseException:
+            self._lock.close()
+            raise
 
     def _acquire(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -89,12 +103,8 @@ class Chdb:
         self._lock.write(f"pid {os.getpid()}")
         self._lock.flush()
 
-    def query(self, statement: str, params: dict[str, Any] | None = None) -> list[tuple]:
-        table = self._session.query(statement, "ArrowTable", params=params or {})
-        return list(zip(*(col.to_pylist() for col in table.columns))) if table.num_columns else []
-
     def close(self) -> None:
-        self._session.close()
+        self.client.close()
         self._lock.truncate(0)
         self._lock.close()  # closing the file releases the lock
 
@@ -102,16 +112,26 @@ class Chdb:
 class Server:
     """A ClickHouse server through the provider's hook (apache-airflow-providers-clickhousedb)."""
 
+    is_server = True
+
     def __init__(self, conn_id: str):
         from airflow.providers.clickhousedb.hooks.clickhouse import ClickHouseHook
 
-        self._client = ClickHouseHook(clickhouse_conn_id=conn_id).get_client()
-
-    def query(self, statement: str, params: dict[str, Any] | None = None) -> list[tuple]:
-        return list(self._client.query(statement, parameters=params or {}).result_rows)
+        self.client = ClickHouseHook(clickhouse_conn_id=conn_id).get_client()
 
     def close(self) -> None:
-        self._client.close()
+        self.client.close()
+
+
+# Statements that answer with rows; everything else (DDL, INSERT, ALTER, OPTIMIZE, KILL) is a command.
+ROWS = re.compile(r"\s*(SELECT|WITH|EXPLAIN|SHOW|DESCRIBE)\b", re.IGNORECASE)
+
+
+def _execute(client, statement: str, params: dict[str, Any]) -> list[tuple]:
+    if ROWS.match(statement):
+        return [tuple(r) for r in client.query(statement, parameters=params).result_rows]
+    client.command(statement, parameters=params)
+    return []
 
 
 class ClickHouse:
@@ -119,6 +139,10 @@ class ClickHouse:
 
     def __init__(self, engine: Chdb | Server | None = None):
         self._engine = engine
+
+    @property
+    def is_server(self) -> bool:
+        return self._engine.is_server
 
     def __enter__(self) -> "ClickHouse":
         if self._engine is None:
@@ -133,9 +157,9 @@ class ClickHouse:
         """Run include/sql/<file>.sql with query parameters; the rows of its last statement."""
         rows: list[tuple] = []
         for statement in sql(file):
-            rows = self._engine.query(*_inline(statement, params))
+            rows = _execute(self._engine.client, *_inline(statement, params))
         return rows
 
     def query(self, statement: str, **params: Any) -> list[tuple]:
         """Run one statement given as text: for tests and ad-hoc checks, not for the pipeline's SQL."""
-        return self._engine.query(statement, params)
+        return _execute(self._engine.client, statement, params)

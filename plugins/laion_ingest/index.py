@@ -9,6 +9,7 @@ index yet, both indexes in one mutation, and waits for the mutations while loggi
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import asdict, dataclass
 
@@ -97,7 +98,9 @@ def build_progress(ch: ClickHouse, shards: list[int]) -> bool:
     for mutation_id, command, _, _, reason in rows:
         if reason:
             ch.run("vector_index_kill", mutation_id=mutation_id)
-            raise RuntimeError(f"index mutation {mutation_id} ({command}) failed: {reason}")
+            shard = re.search(r"IN PARTITION (\d+)", command)
+            raise RuntimeError(f"shard {shard[1] if shard else '?'}: vector index build failed"
+                               f" (mutation {mutation_id}, {command}): {reason}")
     running = len({r[0] for r in rows})
     log.info("vector index build: %d of %d part(s) done", len(shards) - running, len(shards))
     if running:

@@ -22,7 +22,8 @@ class Attempt:
 
     def record(self, ch: ClickHouse, outcome: str, stage: str, error: str = "") -> None:
         ch.run("ledger_record", shard=self.shard, outcome=outcome, stage=stage,
-               try_number=self.try_number, rows=self.rows, source_bytes=self.source_bytes,
+               try_number=self.try_number, rows=self.rows, source_files=list(self.source_bytes),
+               source_bytes=list(self.source_bytes.values()),
                started_at=self.started_at, finished_at=time.time(), error=error[:2000],
                run_id=self.run_id)
 

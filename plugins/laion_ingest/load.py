@@ -27,7 +27,7 @@ def load_shard(ch: ClickHouse, shard: int, parquet: Path, expected_rows: int) ->
     """Load one converted shard; returns its row count. Raises before touching laion on any mismatch."""
     stage = f"laion_stage_{shard}"
     started = time.monotonic()
-    insert_sql, params = staging.stage(parquet)
+    insert_sql, params = staging.stage(parquet, ch.is_server)
     ch.run("stage_create", stage=stage)
     try:
         ch.run(insert_sql, stage=stage, **params)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from laion_ingest import settings
+from laion_ingest import settings, staging
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.convert import convert_shard, staged_name
 from laion_ingest.fetch import fetch_shard
@@ -30,11 +30,10 @@ def shard_dir(shard: int) -> Path:
 def plan(first: int, last: int, force: bool = False) -> list[int]:
     """Shards first..last to load: all of them with force, else those the ledger has not loaded."""
     wanted = list(range(first, last + 1))
-    if force:
-        return wanted
     with ClickHouse() as ch:
+        staging.require_reachable(ch.is_server)
         create_tables(ch)
-        done = loaded_shards(ch)
+        done = set() if force else loaded_shards(ch)
     skipped = [s for s in wanted if s in done]
     if skipped:
         log.info("skipping %d shard(s) already loaded: %s (force reloads them)", len(skipped), skipped)

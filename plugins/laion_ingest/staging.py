@@ -1,8 +1,12 @@
 """Where a converted shard waits for ClickHouse to read it: a local file, or an S3 object.
 
-The embedded engine reads the local file directly. A ClickHouse server usually cannot see the
-Airflow worker's disk, so with LAION_STAGING_URL=s3://bucket/prefix the file is uploaded (boto3)
-and the server reads it with s3(). Credentials come from the Airflow connection
+The embedded engine reads the local file directly. A ClickHouse server cannot see the Airflow
+worker's disk (its file() reads only the server's own user_files), so with a server
+LAION_STAGING_URL=s3://bucket/prefix is required: the file is uploaded (boto3) and the server reads
+it with s3(). Without it a server run is refused before anything is downloaded. Streaming the file
+through the client instead was measured and rejected: ClickHouse buffers a Parquet body it cannot
+seek in whole, 1.6 GB of server memory for a 200,000-row shard (~8 GB for a LAION shard), and a
+cluster needs a store that every node reads anyway. Credentials come from the Airflow connection
 LAION_S3_CONN_ID (default laion_s3: login = access key id, password = secret, extra
 {"endpoint_url": ...}) or, outside Airflow or without that connection, from AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY and AWS_ENDPOINT_URL. They are passed to ClickHouse as query parameters
@@ -18,6 +22,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from laion_ingest import settings
+from laion_ingest.errors import PermanentError
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +75,18 @@ def _credentials() -> tuple[str, str, str | None]:
             os.environ.get("AWS_ENDPOINT_URL"))
 
 
-def stage(local: Path) -> tuple[str, dict]:
+def require_reachable(is_server: bool) -> None:
+    """Refuse a server without S3 staging at once, before hours of downloads that it cannot read."""
+    if is_server and not settings.staging_url():
+        raise PermanentError(
+            f"LAION_CLICKHOUSE_CONN_ID={settings.clickhouse_conn_id()} is a ClickHouse server, which cannot read"
+            " files on this worker: set LAION_STAGING_URL=s3://bucket/prefix (and the bucket's credentials in the"
+            f" Airflow connection {settings.s3_conn_id()}) so that shards are staged where the server reads them")
+
+
+def stage(local: Path, is_server: bool) -> tuple[str, dict]:
     """Make a converted file readable by ClickHouse: (SQL file name, its query parameters)."""
+    require_reachable(is_server)
     url = settings.staging_url()
     if not url:
         return "stage_insert_file", {"path": str(Path(local).resolve())}

@@ -1,19 +1,23 @@
-"""The end of a run: which shards of its range were loaded, skipped or failed, read from the ledger."""
+"""The end of a run: which shards of its range were loaded, skipped or failed, read from the ledger,
+and whether the vector indexes were built. It is the run's last task, so its outcome is the run's."""
 from __future__ import annotations
 
 import logging
 
 from laion_ingest.clickhouse import ClickHouse
+from laion_ingest.errors import PermanentError
 
 log = logging.getLogger(__name__)
 
 
-class ShardsFailed(Exception):
-    """Some shards of the run failed; the message names them so they can be re-run."""
+class RunFailed(PermanentError):
+    """Shards of the run failed, or its indexes were not built. Final: retrying the summary cannot
+    change what happened upstream; the message says what to re-run."""
 
 
-def summarize(run_id: str, first: int, last: int, planned: list[int]) -> dict:
-    """Log a line per shard and return the summary; raise ShardsFailed if any planned shard failed."""
+def summarize(run_id: str, first: int, last: int, planned: list[int], indexes_built: bool = True) -> dict:
+    """Log a line per shard and return the summary; raise RunFailed if any planned shard failed or
+    the index stage did not finish (indexes_built False)."""
     with ClickHouse() as ch:
         outcomes = {r[0]: r[1:] for r in ch.run("run_summary", run_id=run_id)}
     summary = {"loaded": [], "skipped": [s for s in range(first, last + 1) if s not in planned], "failed": []}
@@ -30,8 +34,16 @@ def summarize(run_id: str, first: int, last: int, planned: list[int]) -> dict:
     total = sum(s["rows"] for s in summary["loaded"])
     log.info("%d shard(s) loaded (%d rows), %d skipped, %d failed",
              len(summary["loaded"]), total, len(summary["skipped"]), len(summary["failed"]))
+    problems = []
     if summary["failed"]:
         failed = [s["shard"] for s in summary["failed"]]
-        raise ShardsFailed(f"{len(failed)} shard(s) failed: {failed}; re-run them with first_shard/last_shard"
-                           f" (loaded shards are skipped)")
+        problems.append(f"{len(failed)} shard(s) failed: {failed}; re-run them with first_shard/last_shard"
+                        f" (loaded shards are skipped)")
+    if not indexes_built:
+        problems.append("the vector indexes were not built: the log of the failed index task"
+                        " (add_vector_indexes, build_vector_indexes or wait_for_vector_indexes) says why; fix that"
+                        " and trigger the same range again: loaded shards are skipped and only parts without an"
+                        " index are built")
+    if problems:
+        raise RunFailed("; ".join(problems))
     return summary

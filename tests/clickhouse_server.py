@@ -1,0 +1,150 @@
+"""A real ClickHouse 26.9 server on 127.0.0.1 for the tests, served by chdb's clickhouse-local.
+
+`chdb._chdb.query(statements, format, path=...)` runs ClickHouse's full clickhouse-local, whose
+`SYSTEM START LISTEN HTTP | TCP` start ClickHouse's own HTTP and native-protocol handlers with the
+`listen_host`, `http_port`, `tcp_port` and `users_config` of `config.xml` in the current directory.
+The listeners live as long as that one call, so the statement list ends with a query that never
+finishes; `stop()` kills that query over HTTP and the process exits cleanly (SIGKILL of its
+process group if it does not).
+
+The server behaves like clickhouse-server where the package could notice: queries run as a named
+user with a password (clickhouse-local itself logs in as `default` without one, so `default` may
+only start listeners), and the user's profile has upstream's `mutations_sync = 0` and
+`async_insert = 0` instead of clickhouse-local's 1. What it cannot imitate: its file() reads any
+path (a real server reads only user_files), and it has no Keeper, ON CLUSTER or Replicated engines.
+
+    python tests/clickhouse_server.py DIR     # the server process; DIR holds config.xml
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from ports import free_port
+
+USER, PASSWORD = "laion", "ch-test-pw"
+MARKER = "laion_test_server_keepalive"
+
+CONFIG = """<clickhouse>
+    <listen_host>127.0.0.1</listen_host>
+    <http_port>{http_port}</http_port>
+    <tcp_port>{tcp_port}</tcp_port>
+    <users_config>users.xml</users_config>
+    <logger><level>warning</level><console>1</console></logger>
+{extra}
+</clickhouse>
+"""
+
+USERS = """<clickhouse>
+    <profiles>
+        <default/>
+        <server_defaults>
+            <mutations_sync>0</mutations_sync>
+            <async_insert>0</async_insert>
+        </server_defaults>
+    </profiles>
+    <quotas><default/></quotas>
+    <users>
+        <default>
+            <password></password>
+            <networks><ip>127.0.0.1</ip></networks>
+            <profile>default</profile>
+            <quota>default</quota>
+            <grants>
+                <query>GRANT SYSTEM LISTEN ON *.*</query>
+                <query>GRANT SELECT(number) ON system.numbers</query>
+            </grants>
+        </default>
+        <{user}>
+            <password>{password}</password>
+            <networks><ip>127.0.0.1</ip></networks>
+            <profile>server_defaults</profile>
+            <quota>default</quota>
+        </{user}>
+    </users>
+</clickhouse>
+"""
+
+
+class ClickHouseServer:
+    """One server process: `with ClickHouseServer(dir) as server: server.http_url ...`."""
+
+    def __init__(self, base: Path, extra_config: str = "", http_port: int | None = None,
+                 tcp_port: int | None = None):
+        self.base = Path(base)
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.http_port = http_port or free_port()
+        self.tcp_port = tcp_port or free_port()
+        (self.base / "config.xml").write_text(CONFIG.format(http_port=self.http_port, tcp_port=self.tcp_port,
+                                                            extra=extra_config))
+        (self.base / "users.xml").write_text(USERS.format(user=USER, password=PASSWORD))
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def connection_uri(self, database: str = "default") -> str:
+        """The server as an Airflow connection of apache-airflow-providers-clickhousedb."""
+        return f"clickhouse://{USER}:{PASSWORD}@127.0.0.1:{self.http_port}/{database}"
+
+    def start(self, timeout: float = 60) -> "ClickHouseServer":
+        self._log = open(self.base / "server.log", "a")
+        self.proc = subprocess.Popen([sys.executable, __file__, str(self.base)], stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ClickHouse server exited; see {self.base / 'server.log'}")
+            try:
+                if self.sql("SELECT 1").strip() == "1":
+                    return self
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"ClickHouse server not up after {timeout} s; see {self.base / 'server.log'}")
+            time.sleep(0.2)
+
+    def sql(self, statement: str) -> str:
+        r = requests.post(self.http_url, params={"user": USER, "password": PASSWORD}, data=statement.encode(),
+                          timeout=60)
+        r.raise_for_status()
+        return r.text
+
+    def stop(self) -> None:
+        """End the keep-alive query (listeners close, the process exits); kill the group if it hangs."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            self.sql(f"KILL QUERY WHERE query LIKE '%{MARKER}%' AND user = '' SYNC")
+            self.proc.wait(timeout=20)
+        except (requests.RequestException, subprocess.TimeoutExpired):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self._log.close()
+
+    def __enter__(self) -> "ClickHouseServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def serve(base: Path) -> None:
+    from chdb import _chdb  # before chdir: the package finds its library relative to itself
+
+    os.chdir(base)
+    _chdb.query("SYSTEM START LISTEN HTTP; SYSTEM START LISTEN TCP;"
+                f" SELECT sleepEachRow(1) AS {MARKER} FROM system.numbers FORMAT Null SETTINGS max_block_size = 1",
+                "TabSeparated", path=str(base / "data"))
+
+
+if __name__ == "__main__":
+    serve(Path(sys.argv[1]).resolve())
