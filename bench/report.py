@@ -159,6 +159,25 @@ def render(r: dict) -> str:
         L.append(f"| {label} | {s:.2f} s | {seed_s / s:.1f}× | {rss:,.0f} MB | {seed_rss / rss:.1f}× less |")
     L.append("")
 
+    # ---------------------------------------------------------------- server
+    L += ["## The same load on a ClickHouse server", "",
+          "The package's load_shard into a ClickHouse 26.9 server on loopback (clickhouse-local serving HTTP,"
+          " `tests/clickhouse_server.py`) through the provider's connection, the shard staged in S3 (SeaweedFS on"
+          " loopback) as a server needs, next to the embedded chdb's median load of the same file in the same run."
+          " Server seconds include the upload to S3 and the delete after it; \"insert\" is the server's INSERT ... FROM"
+          " s3() alone.", "",
+          "| shard rows | chdb load s | chdb rows/s | server load s | server rows/s | of which upload + delete s"
+          " | insert s | server peak RSS MB | ratio server / chdb |", "|---|---|---|---|---|---|---|---|---|"]
+    for k, res in (("small", small), ("big", big)):
+        c, v = res["load"], res["load_server"]
+        sv = v["work_seconds"]
+        statements = sum(t for _, t in v["steps"][:-1])  # the last step is the bench's own parts query
+        insert = next(t for q, t in v["steps"] if q.startswith("INSERT"))
+        L.append(f"| {rows[k]:,} | {c['seconds']:.2f} | {rows[k] / c['seconds']:,.0f} | {sv:.2f}"
+                 f" | {rows[k] / sv:,.0f} | {sv - statements:.2f} | {insert:.2f} | {v['server_rss_mb']:,.0f}"
+                 f" | {sv / c['seconds']:.1f}× |")
+    L.append("")
+
     # ---------------------------------------------------------------- load steps
     L += ["## Where the load's time goes", "",
           "Statement by statement (seconds), the package's load_shard:", "",

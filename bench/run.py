@@ -190,6 +190,7 @@ def ours(d: Path, url: str, key: str) -> dict:
         res["load_runs"].append(stage("load", shard=0, parquet=str(parquet), chdb=str(d / "chdb")))
         fresh(d / "chdb")
     res["convert"], res["load"] = median(res["convert_runs"]), median(res["load_runs"])
+    res["load_server"] = stage("load_server", shard=0, parquet=str(parquet), base=str(d / "server"))
     res["vectors_floor"] = stage("vectors_floor", shard=0, src=str(files))
     res["vectors_floor_f32"] = stage("vectors_floor", shard=0, src=str(files), vec="f32")
     if key == "big":

@@ -74,17 +74,17 @@ def convert(shard: int, src: str, out: str) -> dict:
 
 
 def _timed_sql(log: list):
-    """Record each statement the package sends to chdb, with its seconds."""
+    """Record each statement the package sends to ClickHouse, with its seconds."""
     from laion_ingest import clickhouse
-    query = clickhouse.Chdb.query
+    execute = clickhouse._execute
 
-    def timed(self, statement, params=None):
+    def timed(client, statement, params):
         t = time.perf_counter()
         try:
-            return query(self, statement, params)
+            return execute(client, statement, params)
         finally:
             log.append((" ".join(statement.split())[:60], round(time.perf_counter() - t, 3)))
-    clickhouse.Chdb.query = timed
+    clickhouse._execute = timed
 
 
 @stage
@@ -104,6 +104,36 @@ def load(shard: int, parquet: str, chdb: str) -> dict:
         parts, size = ch.query("SELECT count(), sum(bytes_on_disk) FROM system.parts"
                                " WHERE table = 'laion' AND active")[0]
     return {"rows": rows, "bytes": size, "parts": parts, "work_seconds": seconds, "steps": log}
+
+
+@stage
+def load_server(shard: int, parquet: str, base: str) -> dict:
+    """The package's load_shard into a ClickHouse server (tests/clickhouse_server.py, on loopback)
+    through the provider's connection, staged in S3 (SeaweedFS), as a user with a server runs it.
+    seconds include the upload to S3; server_rss_mb is the server process's peak."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from clickhouse_server import ClickHouseServer
+    from s3_server import BUCKET, S3Server
+    from laion_ingest.clickhouse import ClickHouse, Server
+    from laion_ingest.load import create_tables, load_shard
+    shutil.rmtree(base, ignore_errors=True)
+    rows = pq.ParquetFile(parquet).metadata.num_rows
+    with ClickHouseServer(Path(base) / "server") as server, S3Server(Path(base) / "s3") as s3:
+        os.environ.update({"AIRFLOW_CONN_LAION_CLICKHOUSE": server.connection_uri(), "AIRFLOW_CONN_LAION_S3":
+                           s3.connection(), "LAION_STAGING_URL": f"s3://{BUCKET}/bench", "LAION_S3_CONN_ID": "laion_s3"})
+        with ClickHouse(Server("laion_clickhouse")) as ch:
+            create_tables(ch)
+            log: list = []
+            _timed_sql(log)
+            started = time.perf_counter()
+            load_shard(ch, shard, Path(parquet), rows)
+            seconds = time.perf_counter() - started
+            parts, size = ch.query("SELECT count(), sum(bytes_on_disk) FROM system.parts"
+                                   " WHERE database = currentDatabase() AND table = 'laion' AND active")[0]
+        status = Path(f"/proc/{server.proc.pid}/status").read_text()
+        server_rss = int(status.split("VmHWM:")[1].split()[0]) / 1024
+    return {"rows": rows, "bytes": size, "parts": parts, "work_seconds": seconds, "steps": log,
+            "server_rss_mb": server_rss}
 
 
 # ---------------------------------------------------------------- variants (bench code, not the package)

@@ -7,9 +7,9 @@ The listeners live as long as that one call, so the statement list ends with a q
 finishes; `stop()` kills that query over HTTP and the process exits cleanly (SIGKILL of its
 process group if it does not).
 
-The server behaves like clickhouse-server where the package could notice: queries run as a named
-user with a password (clickhouse-local itself logs in as `default` without one, so `default` may
-only start listeners), and the user's profile has upstream's `mutations_sync = 0` and
+The server behaves like clickhouse-server where the package could notice: the package runs as a
+named user with a password and only the grants README lists (clickhouse-local itself logs in as
+`default` without one, so `default` may only start listeners; fixtures use an `admin` user), and the user's profile has upstream's `mutations_sync = 0` and
 `async_insert = 0` instead of clickhouse-local's 1. What it cannot imitate: its file() reads any
 path (a real server reads only user_files), and it has no Keeper, ON CLUSTER or Replicated engines.
 
@@ -28,7 +28,12 @@ import requests
 
 from ports import free_port
 
-USER, PASSWORD = "laion", "ch-test-pw"
+USER, ADMIN, PASSWORD = "laion", "admin", "ch-test-pw"
+# What the package's user is granted: exactly the list in README ("Use your own ClickHouse server"),
+# so every server test proves that list is enough. (ON *.*: each test has its own database.)
+GRANTS = ["GRANT SELECT, INSERT, CREATE TABLE, DROP TABLE, OPTIMIZE, ALTER ADD INDEX, ALTER MATERIALIZE INDEX,"
+          " ALTER DELETE ON *.*",
+          "GRANT TABLE ENGINE ON MergeTree", "GRANT READ ON S3"]
 MARKER = "laion_test_server_keepalive"
 
 CONFIG = """<clickhouse>
@@ -61,11 +66,20 @@ USERS = """<clickhouse>
                 <query>GRANT SELECT(number) ON system.numbers</query>
             </grants>
         </default>
+        <{admin}>
+            <password>{password}</password>
+            <networks><ip>127.0.0.1</ip></networks>
+            <profile>server_defaults</profile>
+            <quota>default</quota>
+        </{admin}>
         <{user}>
             <password>{password}</password>
             <networks><ip>127.0.0.1</ip></networks>
             <profile>server_defaults</profile>
             <quota>default</quota>
+            <grants>
+{grants}
+            </grants>
         </{user}>
     </users>
 </clickhouse>
@@ -83,7 +97,8 @@ class ClickHouseServer:
         self.tcp_port = tcp_port or free_port()
         (self.base / "config.xml").write_text(CONFIG.format(http_port=self.http_port, tcp_port=self.tcp_port,
                                                             extra=extra_config))
-        (self.base / "users.xml").write_text(USERS.format(user=USER, password=PASSWORD))
+        (self.base / "users.xml").write_text(USERS.format(
+            user=USER, admin=ADMIN, password=PASSWORD, grants="\n".join(f"<query>{g}</query>" for g in GRANTS)))
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -113,7 +128,8 @@ class ClickHouseServer:
             time.sleep(0.2)
 
     def sql(self, statement: str) -> str:
-        r = requests.post(self.http_url, params={"user": USER, "password": PASSWORD}, data=statement.encode(),
+        """Run a statement as the server's administrator (fixtures only; the package runs as USER)."""
+        r = requests.post(self.http_url, params={"user": ADMIN, "password": PASSWORD}, data=statement.encode(),
                           timeout=60)
         r.raise_for_status()
         return r.text

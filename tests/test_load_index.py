@@ -1,9 +1,14 @@
 """load and index against chdb: atomic replacement, nothing lost on failure, each part indexed once."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
+from conftest import ROOT
 from laion_ingest import pipeline
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.convert import convert_shard, staged_name
@@ -118,3 +123,28 @@ def test_other_index_parameters_are_refused_with_the_fix(mirror, engine_env):
         build_indexes(ch, SMALL)
         with pytest.raises(PermanentError, match="ALTER TABLE laion DROP INDEX image_index"):
             build_indexes(ch, IndexParams())
+
+
+def test_four_loads_at_once_on_a_server(mirror, engine_env):
+    """What LAION_MAX_PARALLEL_LOADS=4 does on a server: four task processes loading at once."""
+    if "LAION_CLICKHOUSE_CONN_ID" not in engine_env:
+        pytest.skip("chdb admits one process per data directory: its loads queue (test_cli)")
+    rows = {}
+    for shard in range(4):
+        attempt = Attempt(shard)
+        pipeline.fetch(attempt, mirror.url)
+        rows[shard] = pipeline.convert(attempt)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "plugins")}
+    loads = [subprocess.Popen([sys.executable, "-m", "laion_ingest", "load", str(shard)], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for shard in rows]
+    results = [p.communicate(timeout=300) for p in loads]
+    assert [p.returncode for p in loads] == [0] * 4, [err[-2000:] for _, err in results]
+    total = sum(rows.values())
+    assert count() == (total, total)
+    with ClickHouse() as ch:
+        assert ch.query("SELECT partition, count(), sum(rows) FROM system.parts WHERE database = currentDatabase()"
+                        " AND table = 'laion' AND active GROUP BY partition ORDER BY partition") == [
+            (str(s), 1, n) for s, n in rows.items()]
+        assert sorted(ch.query("SELECT shard FROM laion_ledger WHERE outcome = 'loaded'")) == [(s,) for s in rows]
+        assert ch.query("SELECT count() FROM system.tables WHERE database = currentDatabase()"
+                        " AND name LIKE 'laion_stage_%'")[0][0] == 0
