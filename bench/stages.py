@@ -119,7 +119,8 @@ def load_server(shard: int, parquet: str, base: str) -> dict:
     shutil.rmtree(base, ignore_errors=True)
     rows = pq.ParquetFile(parquet).metadata.num_rows
     with ClickHouseServer(Path(base) / "server") as server, S3Server(Path(base) / "s3") as s3:
-        os.environ.update({"AIRFLOW_CONN_LAION_CLICKHOUSE": server.connection_uri(), "AIRFLOW_CONN_LAION_S3":
+        server.sql("CREATE DATABASE laion")  # clickhouse-local's `default` also shows the file system
+        os.environ.update({"AIRFLOW_CONN_LAION_CLICKHOUSE": server.connection_uri("laion"), "AIRFLOW_CONN_LAION_S3":
                            s3.connection(), "LAION_STAGING_URL": f"s3://{BUCKET}/bench", "LAION_S3_CONN_ID": "laion_s3"})
         with ClickHouse(Server("laion_clickhouse")) as ch:
             create_tables(ch)

@@ -11,7 +11,9 @@ The server behaves like clickhouse-server where the package could notice: the pa
 named user with a password and only the grants README lists (clickhouse-local itself logs in as
 `default` without one, so `default` may only start listeners; fixtures use an `admin` user), and the user's profile has upstream's `mutations_sync = 0` and
 `async_insert = 0` instead of clickhouse-local's 1. What it cannot imitate: its file() reads any
-path (a real server reads only user_files), and it has no Keeper, ON CLUSTER or Replicated engines.
+path (a real server reads only user_files), its `default` database also shows the file system (a
+CREATE TABLE there needs READ ON FILE: use another database), and it has no Keeper, ON CLUSTER or
+Replicated engines.
 
     python tests/clickhouse_server.py DIR     # the server process; DIR holds config.xml
 """
