@@ -9,12 +9,14 @@ from airflow.sdk.exceptions import AirflowFailException
 from laion_ingest import dag_settings as cfg
 from laion_ingest import pipeline, settings
 from laion_ingest.clickhouse import ClickHouse
+from laion_ingest.fetch import check_source_url
 from laion_ingest.index import IndexParams, add_indexes, build_progress, materialize_indexes, submit_builds
 from laion_ingest.ledger import Attempt
 from laion_ingest.load import create_tables
 from laion_ingest.summary import summarize
 from laion_ingest.trigger_check import shard_range_problem
 
+SOURCE_URL = r"^https?://[^/@\s]+(/\S*)?$"  # http(s), no user:password@ (see fetch.check_source_url)
 LAION_TABLE = Asset(name="laion", uri="clickhouse://laion_ingest/default/laion")
 INDEX = IndexParams()
 
@@ -36,8 +38,10 @@ def _attempt(shard: int) -> Attempt:
                              title="First shard", description="First shard to load (0..409)."),
         "last_shard": Param(settings.SHARD_COUNT - 1, type="integer", minimum=0, maximum=settings.SHARD_COUNT - 1,
                             title="Last shard", description="Last shard to load, included (0..409)."),
-        "source_url": Param(settings.source_url(), type="string", title="Source URL",
-                            description="Base URL with img_emb/, text_emb/ and metadata/ (a LAION mirror)."),
+        "source_url": Param(settings.source_url(), type="string", title="Source URL", pattern=SOURCE_URL,
+                            description="Base URL with img_emb/, text_emb/ and metadata/ (a LAION mirror),"
+                                        " http(s) and without credentials: an authenticated mirror's login"
+                                        " and password go in the Airflow connection LAION_SOURCE_CONN_ID."),
         "force": Param(False, type="boolean", title="Reload loaded shards",
                        description="Load shards again even if the ledger shows them loaded (replaces them)."),
         "build_indexes": Param(True, type="boolean", title="Build vector indexes",
@@ -63,13 +67,15 @@ def laion_ingest():
         problem = shard_range_problem(p)  # the API server refuses these; `airflow dags test` does not
         if problem:
             raise AirflowFailException(problem)
+        check_source_url(p["source_url"])
         return pipeline.plan(p["first_shard"], p["last_shard"], p["force"])
 
     @task_group
     def shard(shard: int):
         @task(map_index_template="shard {{ shard }}", max_active_tis_per_dag=cfg.parallel_downloads())
         def fetch(shard: int) -> dict:
-            return pipeline.fetch(_attempt(shard), get_current_context()["params"]["source_url"])
+            params = get_current_context()["params"]
+            return pipeline.fetch(_attempt(shard), params["source_url"], params["force"])
 
         @task(map_index_template="shard {{ shard }}")
         def convert(shard: int) -> int:
@@ -95,7 +101,7 @@ def laion_ingest():
         with ClickHouse() as ch:
             return add_indexes(ch, _index_params(p))
 
-    @task
+    @task(execution_timeout=cfg.index_timeout())
     def build_vector_indexes(added: list[str]) -> list[int]:
         """Start the index builds. On a server they run in ClickHouse and the sensor below waits;
         chdb runs them inside the process that holds its data directory, so this task waits."""

@@ -66,3 +66,15 @@ def test_a_second_process_waits_for_the_chdb_directory(chdb_env):
     out, err = waiting.communicate(timeout=60)
     assert waiting.returncode == 0 and "shards loaded: 0 of 410" in out
     assert f"waiting for the chdb data directory {chdb_env['LAION_CHDB_PATH']}, held by pid {os.getpid()}" in err
+
+
+@pytest.mark.parametrize("args, problem", [
+    (["fetch", "65536"], "argument shard: 65536 is not in 0..409"),
+    (["load", "-1"], "argument shard: -1 is not in 0..409"),
+    (["convert", "2.0"], "argument shard: '2.0' is not a whole number"),
+    (["search", "-k", str(2**40)], f"argument -k: {2**40} is not in 1..1000"),
+    (["index", "--m", "0"], "argument --m: 0 is not in 2..512"),
+])
+def test_out_of_range_numbers_are_refused_naming_the_value(args, problem):
+    result = cli(*args, check=False)
+    assert result.returncode == 2 and problem in result.stderr

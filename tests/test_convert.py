@@ -113,3 +113,19 @@ def test_a_value_that_would_change_type_is_refused(shard_files, tmp_path):
     pq.write_table(table.set_column(table.schema.get_field_index("width"), "width", pa.array(width)), path)
     with pytest.raises(ShardFileError, match="shard 1: metadata/metadata_1.parquet: column width"):
         convert_shard(1, shard_files, tmp_path / "out.parquet")
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("dtype", ["<f2", ">f4"])
+def test_a_non_finite_vector_is_refused_naming_its_row(shard_files, tmp_path, value, dtype):
+    """ClickHouse cannot index NaN or Inf: refused here, naming the row, instead of failing the index
+    build of every shard hours later."""
+    path = shard_files / "text_emb/text_emb_1.npy"
+    vectors = np.load(path).astype(dtype)
+    vectors[1234, 17] = value
+    rewrite_npy(path, vectors)
+    img = shard_files / "img_emb/img_emb_1.npy"
+    rewrite_npy(img, np.load(img).astype(dtype))
+    with pytest.raises(ShardFileError, match="shard 1: text_emb/text_emb_1.npy: row 1234 holds NaN or infinite"):
+        convert_shard(1, shard_files, tmp_path / "out.parquet", batch_rows=1000)
+    assert not (tmp_path / "out.parquet").exists()

@@ -6,8 +6,11 @@ import logging
 
 import pytest
 
-from laion_ingest.errors import ShardFileError
+from laion_ingest import pipeline
+from laion_ingest.clickhouse import ClickHouse
+from laion_ingest.errors import PermanentError, ShardFileError
 from laion_ingest.fetch import fetch_shard, shard_files
+from laion_ingest.ledger import Attempt
 from laion_ingest.mirror_server import MirrorServer
 from laion_ingest.retry import RetryPolicy
 
@@ -76,3 +79,87 @@ def test_complete_files_are_not_downloaded_again(mirror_dir, tmp_path):
         fetch_shard(0, server.url, tmp_path, FAST)
         fetch_shard(0, server.url, tmp_path, FAST)
     assert len([r for r in server.requests if r[0] == "GET"]) == 3
+
+
+META = "/metadata/metadata_0.parquet"
+
+
+@pytest.mark.parametrize("path", [IMG, META])
+@pytest.mark.parametrize("fault", ["html", "cut-unsized", "short-length"])
+def test_a_body_that_is_not_the_whole_file_never_becomes_the_file(mirror_dir, tmp_path, path, fault):
+    """A 200 OK error page, a body cut short without Content-Length, or a Content-Length smaller
+    than the file: each is retried (resumed where the part is the file's start) until it is whole."""
+    with MirrorServer(mirror_dir, faults={path: [fault]}) as server:
+        fetch_shard(0, server.url, tmp_path, FAST)
+    assert filecmp.cmp(mirror_dir / path[1:], tmp_path / path[1:], shallow=False)
+    if fault != "html" and path == IMG or fault == "short-length":
+        assert gets(server, path)[1][2] is not None  # the second request resumed with a Range
+    assert not list(tmp_path.rglob("*.part"))
+
+
+@pytest.mark.parametrize("path", [IMG, META])
+def test_an_error_page_every_time_fails_without_leaving_a_file(mirror_dir, tmp_path, path):
+    with MirrorServer(mirror_dir, faults={path: ["html"] * FAST.attempts}) as server:
+        with pytest.raises(ConnectionError, match=f"{path[1:]}: the body is not a valid"):
+            fetch_shard(0, server.url, tmp_path, FAST)
+    assert not (tmp_path / path[1:]).exists() and not list(tmp_path.rglob("*.part"))
+
+
+@pytest.mark.parametrize("path", [IMG, META])
+def test_a_cached_invalid_file_is_fetched_again(mirror_dir, tmp_path, path):
+    with MirrorServer(mirror_dir) as server:
+        fetch_shard(0, server.url, tmp_path, FAST)
+        (tmp_path / path[1:]).write_bytes(b"<html>an error page saved by an older version</html>")
+        fetch_shard(0, server.url, tmp_path, FAST)
+    assert len(gets(server, path)) == 2
+    assert filecmp.cmp(mirror_dir / path[1:], tmp_path / path[1:], shallow=False)
+
+
+def test_a_slow_drip_is_dropped_and_resumed(mirror_dir, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("LAION_MIN_DOWNLOAD_RATE", "1000")  # bytes/s; the drip sends 5
+    monkeypatch.setenv("LAION_DOWNLOAD_RATE_WINDOW", "1")
+    with MirrorServer(mirror_dir, faults={IMG: ["drip"]}) as server:
+        fetch_shard(0, server.url, tmp_path, FAST)
+    assert "under the minimum of 1,000 (LAION_MIN_DOWNLOAD_RATE); resuming" in caplog.text
+    first, second = gets(server, IMG)
+    assert second[2] is not None and int(second[2][6:-1]) > 0  # resumed after the dripped bytes
+    assert filecmp.cmp(mirror_dir / IMG[1:], tmp_path / IMG[1:], shallow=False)
+
+
+@pytest.mark.parametrize("url", ["file:///data/laion/", "ftp://127.0.0.1/laion/", "127.0.0.1:8000/"])
+def test_an_unsupported_url_is_refused_at_once(tmp_path, url):
+    with pytest.raises(PermanentError, match="must be an http:// or https:// URL"):
+        fetch_shard(0, url, tmp_path, FAST)
+
+
+def test_a_url_with_credentials_is_refused_without_showing_them(tmp_path):
+    with pytest.raises(PermanentError) as refused:
+        fetch_shard(0, "http://laion:s3cret@127.0.0.1:1/mirror/", tmp_path, FAST)
+    assert "http://***@127.0.0.1:1/mirror/ carries credentials" in str(refused.value)
+    assert "s3cret" not in str(refused.value) and "LAION_SOURCE_CONN_ID" in str(refused.value)
+
+
+def test_an_authenticated_mirror_takes_its_credentials_from_an_airflow_connection(
+        mirror_dir, chdb_env, monkeypatch, caplog):
+    import airflow.sdk  # noqa: F401  as in a task
+
+    monkeypatch.setenv("LAION_SOURCE_CONN_ID", "laion_source")
+    monkeypatch.setenv("AIRFLOW_CONN_LAION_SOURCE", '{"conn_type": "http", "login": "laion", "password": "s3cret"}')
+    with MirrorServer(mirror_dir, auth=("laion", "s3cret"), faults={"/text_emb/text_emb_1.npy": [404]}) as server:
+        assert set(pipeline.fetch(Attempt(0), server.url)["files"]) == set(shard_files(0))
+        with pytest.raises(ShardFileError) as failed:
+            pipeline.fetch(Attempt(1), server.url)
+    with ClickHouse() as ch:
+        ledger = ch.query("SELECT error FROM laion_ledger")
+    assert ledger and "HTTP 404" in ledger[0][0]
+    for text in (caplog.text, str(failed.value), *(e for (e,) in ledger)):
+        assert "s3cret" not in text
+
+
+def test_force_fetches_again(mirror, chdb_env):
+    pipeline.fetch(Attempt(0), mirror.url)
+    before = len(mirror.requests)
+    pipeline.fetch(Attempt(0), mirror.url)
+    assert len(mirror.requests) == before  # cached: nothing fetched
+    pipeline.fetch(Attempt(0), mirror.url, force=True)
+    assert len([r for r in mirror.requests[before:] if r[0] == "GET"]) == 3

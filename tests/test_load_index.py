@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from laion_ingest import pipeline
+from laion_ingest import pipeline, status
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.convert import convert_shard, staged_name
 from laion_ingest.errors import PermanentError
 from laion_ingest.index import IndexParams, build_indexes
-from laion_ingest.ledger import Attempt, shard_status
+from laion_ingest.ledger import Attempt, differing_shards, shard_status
 from laion_ingest.load import create_tables, load_shard
 from laion_ingest.mirror import generate_shard
 
@@ -148,3 +148,24 @@ def test_four_loads_at_once_on_a_server(mirror, engine_env):
         assert sorted(ch.query("SELECT shard FROM laion_ledger WHERE outcome = 'loaded'")) == [(s,) for s in rows]
         assert ch.query("SELECT count() FROM system.tables WHERE database = currentDatabase()"
                         " AND name LIKE 'laion_stage_%'")[0][0] == 0
+
+
+def test_a_shard_published_twice_is_seen_and_loaded_again(mirror, engine_env):
+    """The state a crash inside REPLACE PARTITION left (two active parts, every row twice) while the
+    ledger said "loaded": the next plan sees it from the parts' metadata and loads the shard again."""
+    rows = load(mirror, 0)
+    with ClickHouse() as ch:
+        ch.query("CREATE TABLE twin AS laion")
+        ch.query("INSERT INTO twin SELECT * FROM laion WHERE shard = 0")
+        ch.query("ALTER TABLE laion ATTACH PARTITION 0 FROM twin")
+        ch.query("DROP TABLE twin SYNC")
+    assert count(0) == (2 * rows, rows)
+    with ClickHouse() as ch:
+        assert differing_shards(ch) == {0: f"the table holds {2 * rows} rows in 2 part(s), the ledger loaded {rows}"}
+    assert "differs from its source: shard 0" in status.report()
+    assert pipeline.plan(0, 0) == [0]
+    load(mirror, 0, try_number=2)
+    assert count(0) == (rows, rows)
+    with ClickHouse() as ch:
+        assert differing_shards(ch) == {}
+    assert pipeline.plan(0, 0) == []

@@ -47,13 +47,18 @@ def run(airflow, **conf) -> tuple[str, str]:
     return run_id, server.wait_for_run(run_id)
 
 
-def test_out_of_range_triggers_are_refused_naming_the_param(airflow):
+def test_bad_triggers_are_refused_naming_the_param(airflow):
     server = airflow["server"]
     r = server.trigger({"first_shard": 500, "last_shard": 500})
     assert r.status_code == 400 and "first_shard" in r.json()["detail"] and "409" in r.json()["detail"]
     r = server.trigger({"first_shard": 2, "last_shard": 1})
     assert r.status_code == 400
     assert "first_shard (2) is after last_shard (1)" in r.json()["detail"]
+    r = server.trigger({"first_shard": 2.0, "last_shard": 3})  # JSON Schema calls 2.0 an integer
+    assert r.status_code == 400 and "first_shard: 2.0 is not a whole number" in r.json()["detail"]
+    for url in ("file:///data/laion/", "http://laion:s3cret@127.0.0.1:1/"):
+        r = server.trigger({"source_url": url})
+        assert r.status_code == 400 and "source_url" in str(r.json()["detail"])
     assert server.api("GET", "/dags/laion_ingest/dagRuns").json()["total_entries"] == 0
 
 

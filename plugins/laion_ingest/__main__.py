@@ -21,7 +21,7 @@ from laion_ingest import settings
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if settings.clickhouse_conn_id():
+    if settings.clickhouse_conn_id() or settings.source_conn_id():
         import airflow.sdk  # noqa: F401  the server's connection is Airflow's; importing it sets up its logging
     # Logs and progress go to stderr, whatever Airflow configured: stdout is each stage's result.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
@@ -46,16 +46,17 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(run=_serve)
 
     s = sub.add_parser("fetch", help="download a shard's three files into the work directory")
-    s.add_argument("shard", type=int)
+    s.add_argument("shard", type=bounded(0, settings.SHARD_COUNT - 1))
     s.add_argument("--source-url", default=None, help=f"default: $LAION_SOURCE_URL or {settings.LAION_URL}")
+    s.add_argument("--force", action="store_true", help="fetch again what the work directory already holds")
     s.set_defaults(run=_fetch)
 
     s = sub.add_parser("convert", help="convert a fetched shard to one Parquet file")
-    s.add_argument("shard", type=int)
+    s.add_argument("shard", type=bounded(0, settings.SHARD_COUNT - 1))
     s.set_defaults(run=_convert)
 
     s = sub.add_parser("load", help="load a converted shard into ClickHouse (replaces the shard)")
-    s.add_argument("shard", type=int)
+    s.add_argument("shard", type=bounded(0, settings.SHARD_COUNT - 1))
     s.set_defaults(run=_load)
 
     s = sub.add_parser("index", help="add and build the HNSW vector indexes where missing")
@@ -63,11 +64,12 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(run=_index)
 
     s = sub.add_parser("search", help="top-k by the index and by brute force, with recall")
-    s.add_argument("--shard", type=int, default=0, help="query with the vector of this row (default 0/0)")
-    s.add_argument("--row", type=int, default=0)
+    s.add_argument("--shard", type=bounded(0, settings.SHARD_COUNT - 1), default=0, help="query with the vector of this row (default 0/0)")
+    s.add_argument("--row", type=bounded(0, 10**9 - 1), default=0)
     s.add_argument("--query-column", default="text_embedding", help="where the query vector comes from")
     s.add_argument("--column", default="image_embedding", help="the column searched")
-    s.add_argument("-k", type=int, default=10)
+    s.add_argument("-k", type=bounded(1, 1000), default=10,
+                   help="hits (1..1000: beyond max_limit_for_vector_search_queries the index is not used)")
     s.set_defaults(run=_search)
 
     s = sub.add_parser("status", help="shards loaded, rows and failures, from the ledger")
@@ -76,14 +78,28 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def bounded(low: int, high: int):
+    """An argparse type: a whole number in low..high, refused with its name otherwise (the SQL types
+    behind them, UInt16 for shards, would wrap a larger one silently)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not in {low}..{high}")
+        return value
+    return parse
+
+
 def _index_args(s: argparse.ArgumentParser) -> None:
     from laion_ingest.index import IndexParams
 
     d = IndexParams()
     s.add_argument("--metric", default=d.metric, choices=["cosineDistance", "L2Distance"])
     s.add_argument("--quantization", default=d.quantization, choices=["f64", "f32", "f16", "bf16", "i8", "b1"])
-    s.add_argument("--m", type=int, default=d.m)
-    s.add_argument("--ef-construction", type=int, default=d.ef_construction)
+    s.add_argument("--m", type=bounded(2, 512), default=d.m)
+    s.add_argument("--ef-construction", type=bounded(1, 4096), default=d.ef_construction)
 
 
 def _mirror(args) -> None:
@@ -103,7 +119,7 @@ def _fetch(args) -> None:
     from laion_ingest import pipeline
     from laion_ingest.ledger import Attempt
 
-    print(json.dumps(pipeline.fetch(Attempt(args.shard), args.source_url or settings.source_url())))
+    print(json.dumps(pipeline.fetch(Attempt(args.shard), args.source_url or settings.source_url(), args.force)))
 
 
 def _convert(args) -> None:

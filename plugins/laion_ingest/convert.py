@@ -134,9 +134,14 @@ class _Npy:
         if len(data) < n * row_bytes:
             raise ShardFileError(self.shard, self.name, f"ends in row {self.next_row + len(data) // row_bytes}"
                                                         f" of the {self.rows} its header announces")
-        self.next_row += n
         if self.dtype.byteorder == ">":
             data = np.frombuffer(data, self.dtype).astype(self.dtype.newbyteorder("<")).tobytes()
+        finite = np.isfinite(np.frombuffer(data, self.dtype.newbyteorder("<")))
+        if not finite.all():  # ClickHouse refuses to index NaN or Inf: caught here, not hours later
+            row = self.next_row + int(np.argmin(finite.reshape(n, DIM).all(axis=1)))
+            raise ShardFileError(self.shard, self.name, f"row {row} holds NaN or infinite values, which a vector"
+                                                        " index cannot take")
+        self.next_row += n
         return data
 
     def __enter__(self) -> _Npy:

@@ -9,8 +9,11 @@ Concurrency: LAION_MAX_PARALLEL_DOWNLOADS (default 4) fetch tasks at once; LAION
 loads at once, default 1 on the embedded chdb (its data directory admits one process at a time;
 more would only wait on its lock) and 4 on a server.
 
-Index builds on a server: a sensor in reschedule mode checks the mutations every
-LAION_INDEX_POLL_SECONDS (60) for at most LAION_INDEX_TIMEOUT_HOURS (72).
+Timeouts: a task try that runs longer than LAION_TASK_TIMEOUT_HOURS (4) fails and is retried, so a
+hung download or load cannot hold a worker for ever (downloads also drop a transfer slower than
+LAION_MIN_DOWNLOAD_RATE and resume it). Index builds may take days: on a server a sensor in
+reschedule mode checks the mutations every LAION_INDEX_POLL_SECONDS (60) for at most
+LAION_INDEX_TIMEOUT_HOURS (72), the same bound as the build task on chdb.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ def default_args() -> dict:
         "retry_delay": timedelta(seconds=float(os.environ.get("LAION_TASK_RETRY_DELAY", 30))),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(seconds=float(os.environ.get("LAION_TASK_MAX_RETRY_DELAY", 600))),
+        "execution_timeout": timedelta(hours=float(os.environ.get("LAION_TASK_TIMEOUT_HOURS", 4))),
         "retry_policy": ExceptionRetryPolicy(rules=[RetryRule(
             exception="laion_ingest.errors.PermanentError", action=RetryAction.FAIL,
             reason="permanent error: retrying cannot help")]),
@@ -45,6 +49,10 @@ def parallel_loads() -> int:
 
 def index_poll_seconds() -> float:
     return float(os.environ.get("LAION_INDEX_POLL_SECONDS", 60))
+
+
+def index_timeout() -> timedelta:
+    return timedelta(seconds=index_timeout_seconds())
 
 
 def index_timeout_seconds() -> float:

@@ -1,19 +1,29 @@
 """Stage 1: download the three files of a shard from the LAION server (or a mirror).
 
-Each file goes to `<name>.part` and is renamed only once its size matches what the server
-announced, so a file without `.part` is always complete and is not fetched again. An interrupted
-download resumes with an HTTP Range request where the server supports it. 5xx answers, timeouts
-and dropped connections are retried with backoff; 4xx answers (404: no such shard) are permanent.
+Each file goes to `<name>.part` and is renamed only once it is valid for its kind, whatever the
+headers said: an `.npy` whose header and exact size agree, a Parquet file whose footer reads. So a
+file without `.part` is complete and is not fetched again (a cached file that fails the same check
+is discarded and fetched again). Servers do send a 200 OK HTML error page, a body cut short without
+Content-Length, or a Content-Length smaller than the file: each is caught here, the part kept to
+resume where it can be the start of the right file, discarded where it cannot. An interrupted
+download resumes with an HTTP Range request where the server supports it. 5xx answers, timeouts,
+dropped connections and such bodies are retried with backoff; 4xx answers (404: no such shard) are
+permanent.
 """
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import numpy as np
+import pyarrow.parquet as pq
 import requests
 
+from laion_ingest import settings
 from laion_ingest.errors import PermanentError, ShardFileError
 from laion_ingest.progress import Progress
 from laion_ingest.retry import RetryPolicy, retrying
@@ -30,21 +40,22 @@ def shard_files(shard: int) -> list[str]:
             f"metadata/metadata_{shard}.parquet"]
 
 
-def fetch_shard(shard: int, base_url: str, dest_dir: Path,
-                policy: RetryPolicy | None = None) -> dict[str, int]:
+def fetch_shard(shard: int, base_url: str, dest_dir: Path, policy: RetryPolicy | None = None,
+                auth: tuple[str, str] | None = None) -> dict[str, int]:
     """Download shard's files into dest_dir (same relative paths); returns {file: bytes}.
 
     The three files download at once, each on its own connection: a remote server or a long path
     often caps one connection below the host's bandwidth, and the writes into the page cache, the
     cost on a fast link, spread over the cores. A failure is raised once the other files are done
-    (they are kept, and a retry skips them)."""
+    (they are kept, and a retry skips them). auth: HTTP basic credentials of an authenticated mirror."""
+    check_source_url(base_url)
     policy = policy or RetryPolicy.from_env()
     base_url = base_url if base_url.endswith("/") else base_url + "/"
     names = shard_files(shard)
     progress = _ShardProgress(shard)
     with ThreadPoolExecutor(len(names), thread_name_prefix=f"fetch-{shard}") as pool:
         downloads = {name: pool.submit(_fetch_file, shard, base_url, name, Path(dest_dir) / name, policy,
-                                       progress) for name in names}
+                                       progress, auth) for name in names}
     sizes = {name: download.result() for name, download in downloads.items()}
     progress.finish()
     return sizes
@@ -72,8 +83,9 @@ class _ShardProgress(Progress):
 
 
 def _fetch_file(shard: int, base_url: str, name: str, dest: Path, policy: RetryPolicy,
-                progress: _ShardProgress) -> int:
+                progress: _ShardProgress, auth: tuple[str, str] | None) -> int:
     with requests.Session() as http:
+        http.auth = auth
         try:
             return retrying(f"download of {base_url}{name}",
                             lambda: _download(http, base_url + name, dest, name, progress), policy)
@@ -83,10 +95,14 @@ def _fetch_file(shard: int, base_url: str, name: str, dest: Path, policy: RetryP
 
 def _download(http: requests.Session, url: str, dest: Path, name: str, progress: _ShardProgress) -> int:
     if dest.exists():
-        size = dest.stat().st_size
-        log.info("%s: already downloaded (%d bytes)", dest.name, size)
-        progress.attempt(name, size, size)
-        return size
+        problem = file_problem(dest)
+        if not problem:
+            size = dest.stat().st_size
+            log.info("%s: already downloaded (%d bytes)", dest.name, size)
+            progress.attempt(name, size, size)
+            return size
+        log.warning("%s: the downloaded file is not valid (%s); fetching it again", dest, problem)
+        dest.unlink()
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
@@ -104,12 +120,87 @@ def _download(http: requests.Session, url: str, dest: Path, name: str, progress:
         else:
             have, total = 0, int(resp.headers.get("Content-Length", 0))
         progress.attempt(name, have, total)
+        resp.raw.decode_content = True
+        floor = _RateFloor(url)
         with open(part, "ab" if have else "wb") as out:
-            for chunk in resp.iter_content(CHUNK):
+            # read1: whatever has arrived, so that a slow drip is seen (a full read of CHUNK bytes
+            # would wait for all of them, and the socket's timeout only notices silence).
+            while chunk := resp.raw.read1(CHUNK):
                 out.write(chunk)
                 progress.got(name, len(chunk))
+                floor.check(len(chunk))
     size = part.stat().st_size
     if total and size != total:
         raise ConnectionError(f"{url}: got {size} of {total} bytes")
+    problem = file_problem(part)
+    if problem:
+        if not can_resume(part):
+            part.unlink()
+        raise ConnectionError(f"{url}: the body is not a valid {dest.suffix} file: {problem}")
     part.rename(dest)
     return size
+
+
+class _RateFloor:
+    """Fails a transfer that stays under LAION_MIN_DOWNLOAD_RATE bytes/s for a whole
+    LAION_DOWNLOAD_RATE_WINDOW seconds, so that a server dripping a byte now and then cannot hold
+    the task for ever; the retry resumes with a Range request."""
+
+    def __init__(self, url: str):
+        self.url, self.min_rate, self.window = url, settings.min_download_rate(), settings.download_rate_window()
+        self.start, self.bytes = time.monotonic(), 0
+
+    def check(self, n: int) -> None:
+        self.bytes += n
+        elapsed = time.monotonic() - self.start
+        if elapsed < self.window:
+            return
+        if self.bytes < self.min_rate * elapsed:
+            raise ConnectionError(f"{self.url}: {self.bytes / elapsed:,.0f} bytes/s for {elapsed:.0f} s, under the"
+                                  f" minimum of {self.min_rate:,.0f} (LAION_MIN_DOWNLOAD_RATE); resuming")
+        self.start, self.bytes = time.monotonic(), 0
+
+
+def check_source_url(url: str) -> None:
+    """Refuse, at once, a base URL that is not http(s) or that carries credentials (they would end up
+    in logs, errors, the ledger and the run's conf): credentials belong in LAION_SOURCE_CONN_ID."""
+    parts = urlsplit(url)
+    shown = masked(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise PermanentError(f"source_url must be an http:// or https:// URL, not {shown!r}")
+    if parts.username is not None or parts.password is not None:
+        raise PermanentError(f"source_url {shown} carries credentials: remove them from the URL and put them in"
+                             " an Airflow connection named by LAION_SOURCE_CONN_ID (login and password)")
+
+
+def masked(url: str) -> str:
+    """The URL with any user:password@ replaced by ***@."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
+def file_problem(path: Path) -> str | None:
+    """Why the file is not a whole .npy or Parquet file, or None."""
+    try:
+        if path.name.endswith(".npy") or path.name.endswith(".npy.part"):
+            with open(path, "rb") as f:
+                version = np.lib.format.read_magic(f)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(f)
+                expected = f.tell() + int(np.prod(shape)) * dtype.itemsize
+            size = path.stat().st_size
+            return None if size == expected else f"{size} bytes, but its header announces {expected}"
+        pq.read_metadata(path)
+        return None
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"[:300]
+
+
+def can_resume(part: Path) -> bool:
+    """Whether a part file can be the start of the right file: it begins as one (a resumed Range
+    then completes it), rather than being an error page or other content."""
+    with open(part, "rb") as f:
+        head = f.read(6)
+    return head.startswith(b"\x93NUMPY" if part.name.endswith(".npy.part") else b"PAR1")

@@ -9,18 +9,25 @@ script failures per URL path:
 
 Each request to that path takes the next entry: an int answers with that
 error status; "cut" sends the headers and only half of the body, then closes
-the connection (a dropped download). Once the list is empty the path is
-served normally.
+the connection (a dropped download); "cut-unsized" does the same without a
+Content-Length; "short-length" announces and sends only half of the file as
+if it were whole; "html" answers 200 OK with an HTML error page; "drip" sends
+one byte every 0.2 s (at most 50). Once the list is empty the path is served
+normally. With `auth=(user, password)` every request needs those HTTP basic
+credentials (401 otherwise), like an authenticated mirror.
 """
 
+import base64
 import http.server
 import os
 import re
 import threading
+import time
 from functools import partial
 from urllib.parse import unquote, urlsplit
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+FAULTS = ("cut", "cut-unsized", "short-length", "html", "drip")
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int] | None:
@@ -53,9 +60,23 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 
     def _serve(self, body: bool) -> None:
         mirror = self.server.mirror
+        if mirror.auth and self.headers.get("Authorization") != mirror.auth:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="mirror"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         fault = mirror._next_fault(self._url_path())
         if isinstance(fault, int):
             self.send_error(fault)
+            return
+        if fault == "html":
+            page = b"<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>\n"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page if body else b"")
             return
         path = self.translate_path(self.path)
         if not os.path.isfile(path):
@@ -78,11 +99,24 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             self.send_header("Accept-Ranges", "bytes")
         self.send_header("Content-Type", "application/octet-stream")
         count = last - first + 1
-        self.send_header("Content-Length", str(count))
+        if fault != "cut-unsized":
+            self.send_header("Content-Length", str(count // 2 if fault == "short-length" else count))
         self.end_headers()
-        if fault == "cut":
+        if fault in ("cut", "cut-unsized", "short-length"):
             count //= 2
+            self.close_connection = fault != "short-length"
+        if fault == "drip" and body:
             self.close_connection = True
+            try:
+                with open(path, "rb") as f:
+                    f.seek(first)
+                    for _ in range(min(count, 50)):
+                        self.wfile.write(f.read(1))
+                        self.wfile.flush()
+                        time.sleep(0.2)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up, as it should
+            return
         if body and count > 0:
             try:
                 with open(path, "rb") as f:
@@ -120,11 +154,12 @@ class MirrorServer:
     `requests` lists (method, path, Range header or None, status) per response.
     """
 
-    def __init__(self, directory, host="127.0.0.1", port=0, faults=None, ranges=True, verbose=False):
+    def __init__(self, directory, host="127.0.0.1", port=0, faults=None, ranges=True, verbose=False, auth=None):
+        self.auth = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode() if auth else None
         self.faults = {path: list(codes) for path, codes in (faults or {}).items()}
-        bad = [c for codes in self.faults.values() for c in codes if c != "cut" and not isinstance(c, int)]
+        bad = [c for codes in self.faults.values() for c in codes if c not in FAULTS and not isinstance(c, int)]
         if bad:  # a typo would otherwise silently serve normally and mislead the test
-            raise ValueError(f"faults must be int status codes or 'cut', got {bad}")
+            raise ValueError(f"faults must be int status codes or one of {FAULTS}, got {bad}")
         self.ranges = ranges
         self.verbose = verbose
         self._lock = threading.Lock()

@@ -17,7 +17,7 @@ from laion_ingest import settings, staging
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.convert import convert_shard, staged_name
 from laion_ingest.fetch import fetch_shard
-from laion_ingest.ledger import Attempt, loaded_shards
+from laion_ingest.ledger import Attempt, differing_shards, loaded_shards
 from laion_ingest.load import create_tables, load_shard
 
 log = logging.getLogger(__name__)
@@ -28,11 +28,15 @@ def shard_dir(shard: int) -> Path:
 
 
 def plan(first: int, last: int, force: bool = False) -> list[int]:
-    """Shards first..last to load: all of them with force, else those the ledger has not loaded."""
+    """Shards first..last to load: all of them with force, else those the ledger has not loaded or
+    whose rows in the table differ from the ledger's (checked on every plan, from part metadata)."""
     wanted = list(range(first, last + 1))
     with ClickHouse() as ch:
         staging.require_reachable(ch.is_server)
         create_tables(ch)
+        for shard, how in differing_shards(ch).items():
+            if first <= shard <= last:
+                log.warning("shard %d: %s; loading it again", shard, how)
         done = set() if force else loaded_shards(ch)
     skipped = [s for s in wanted if s in done]
     if skipped:
@@ -59,10 +63,14 @@ def recorded(attempt: Attempt, stage: str):
         raise
 
 
-def fetch(attempt: Attempt, source_url: str) -> dict:
-    """Download the shard; returns {"files": {name: bytes}, "started_at": unix time} for the load's ledger row."""
+def fetch(attempt: Attempt, source_url: str, force: bool = False) -> dict:
+    """Download the shard; returns {"files": {name: bytes}, "started_at": unix time} for the load's
+    ledger row. force: fetch again what an earlier run left in the work directory (a retry of the
+    same task keeps what its first try downloaded)."""
     with recorded(attempt, "fetch"):
-        files = fetch_shard(attempt.shard, source_url, shard_dir(attempt.shard))
+        if force and attempt.try_number == 1:
+            shutil.rmtree(shard_dir(attempt.shard), ignore_errors=True)
+        files = fetch_shard(attempt.shard, source_url, shard_dir(attempt.shard), auth=settings.source_auth())
     return {"files": files, "started_at": attempt.started_at}
 
 

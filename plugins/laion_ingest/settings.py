@@ -21,6 +21,33 @@ def source_url() -> str:
     return os.environ.get("LAION_SOURCE_URL") or LAION_URL
 
 
+def source_conn_id() -> str | None:
+    """Airflow connection with the login and password of an authenticated mirror; unset: none."""
+    return os.environ.get("LAION_SOURCE_CONN_ID") or None
+
+
+def source_auth() -> tuple[str, str] | None:
+    """HTTP basic credentials for the source, from the Airflow connection LAION_SOURCE_CONN_ID.
+    (Airflow masks a connection's password in task logs once it has been read.)"""
+    conn_id = source_conn_id()
+    if not conn_id:
+        return None
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection(conn_id)
+    return conn.login or "", conn.password or ""
+
+
+def min_download_rate() -> float:
+    """Bytes/s under which a download is dropped and resumed (LAION_MIN_DOWNLOAD_RATE, 64 KiB/s)."""
+    return float(os.environ.get("LAION_MIN_DOWNLOAD_RATE", 65536))
+
+
+def download_rate_window() -> float:
+    """Seconds over which the minimum rate is measured (LAION_DOWNLOAD_RATE_WINDOW, 60)."""
+    return float(os.environ.get("LAION_DOWNLOAD_RATE_WINDOW", 60))
+
+
 def chdb_path() -> Path:
     """Data directory of the embedded ClickHouse (chdb)."""
     return Path(os.environ.get("LAION_CHDB_PATH") or _data_home() / "laion_ingest" / "chdb")

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from laion_ingest import settings
 from laion_ingest.clickhouse import ClickHouse
-from laion_ingest.ledger import shard_status
+from laion_ingest.ledger import differing_shards, shard_status
 from laion_ingest.load import create_tables
 
 
@@ -14,14 +14,16 @@ def collect() -> dict:
     with ClickHouse() as ch:
         create_tables(ch)
         shards = shard_status(ch)
+        differing = differing_shards(ch)
         table_rows = ch.run("table_rows")[0][0]
-    loaded = [s for s in shards if s["loaded"]]
+    loaded = [s for s in shards if s["loaded"] and s["shard"] not in differing]
     failing = [s for s in shards if s["last_outcome"] == "failed"]
     return {
         "shards_total": settings.SHARD_COUNT,
         "shards_loaded": len(loaded),
         "rows_in_table": table_rows,
         "failing": [{"shard": s["shard"], "tries": s["max_try"], "last_error": s["last_error"]} for s in failing],
+        "differing": [{"shard": shard, "problem": how} for shard, how in differing.items()],
         "eta_seconds": _eta(sorted(s["loaded_at"] for s in loaded), settings.SHARD_COUNT - len(loaded)),
     }
 
@@ -48,5 +50,7 @@ def report(as_json: bool = False) -> str:
                             else f"{eta / 3600:.1f} h at the recent pace"))
     for f in s["failing"]:
         lines.append(f"failing: shard {f['shard']} (try {f['tries']}): {f['last_error']}")
+    for d in s["differing"]:
+        lines.append(f"differs from its source: shard {d['shard']}: {d['problem']} (the next run reloads it)")
     lines.append(f"as of {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC")
     return "\n".join(lines)

@@ -16,8 +16,12 @@ DAG_ID = "laion_ingest"
 
 
 def shard_range_problem(conf: dict) -> str | None:
-    """Why first_shard/last_shard (defaults 0 and 409) do not form a range, or None."""
+    """Why first_shard/last_shard (defaults 0 and 409) do not form a range of shard numbers, or None."""
     first, last = conf.get("first_shard", 0), conf.get("last_shard", SHARD_COUNT - 1)
+    for name, value in (("first_shard", first), ("last_shard", last)):
+        # JSON Schema counts 2.0 as an integer, so the Param's own check lets it through.
+        if isinstance(value, float):
+            return f"Invalid input for param {name}: {value!r} is not a whole number (write {int(value)})"
     if isinstance(first, int) and isinstance(last, int) and first > last:
         return f"Invalid input for params first_shard and last_shard: first_shard ({first}) is after last_shard ({last})"
     return None  # anything else is the per-param schema's to judge
