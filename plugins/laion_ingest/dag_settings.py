@@ -31,7 +31,7 @@ def default_args() -> dict:
         "retry_delay": timedelta(seconds=float(os.environ.get("LAION_TASK_RETRY_DELAY", 30))),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(seconds=float(os.environ.get("LAION_TASK_MAX_RETRY_DELAY", 600))),
-        "execution_timeout": timedelta(hours=float(os.environ.get("LAION_TASK_TIMEOUT_HOURS", 4))),
+        "execution_timeout": timedelta(hours=settings.task_timeout_hours()),
         "retry_policy": ExceptionRetryPolicy(rules=[RetryRule(
             exception="laion_ingest.errors.PermanentError", action=RetryAction.FAIL,
             reason="permanent error: retrying cannot help")]),

@@ -17,6 +17,8 @@ from laion_ingest.errors import PermanentError
 
 log = logging.getLogger(__name__)
 
+TABLE_BYTES_PER_ROW = 4_200  # a 1,000,448-row shard is 4.1 GB in laion (Float32 vectors; bench/RESULTS.md)
+
 
 def create_tables(ch: ClickHouse) -> None:
     ch.run("create_laion")
@@ -27,6 +29,7 @@ def load_shard(ch: ClickHouse, shard: int, parquet: Path, expected_rows: int) ->
     """Load one converted shard; returns its row count. Raises before touching laion on any mismatch."""
     stage = f"laion_stage_{shard}"
     started = time.monotonic()
+    check_disk_space(ch, shard, expected_rows)
     insert_sql, params = staging.stage(parquet, ch.is_server)
     ch.run("stage_create", stage=stage)
     try:
@@ -41,6 +44,35 @@ def load_shard(ch: ClickHouse, shard: int, parquet: Path, expected_rows: int) ->
         raise
     finally:
         staging.unstage(parquet)
+    if not ch.is_server:
+        wait_for_replaced_parts(ch)
     seconds = time.monotonic() - started
     log.info("shard %d: %d rows loaded in %.1f s (%.0f rows/s)", shard, rows, seconds, rows / max(seconds, 1e-9))
     return rows
+
+
+def check_disk_space(ch: ClickHouse, shard: int, rows: int) -> None:
+    """Refuse to start a load the engine's disk cannot hold: at its peak a reload has the staged
+    parts, their merge and the shard it replaces on disk, about 3x the shard in the table. Transient:
+    another load's cleanup or the operator may free space before the retry."""
+    need = 3 * rows * TABLE_BYTES_PER_ROW
+    [(paths, free)] = ch.run("disk_free")
+    if free < need:
+        raise DiskSpaceError(f"shard {shard}: loading {rows:,} rows needs about {need / 1e9:,.1f} GB free on"
+                             f" ClickHouse's disk ({', '.join(paths)}), which has {free / 1e9:,.1f} GB")
+
+
+class DiskSpaceError(RuntimeError):
+    """Not enough free disk for a load; worth retrying once space is freed."""
+
+
+def wait_for_replaced_parts(ch: ClickHouse, timeout: float = 60.0) -> None:
+    """Wait until ClickHouse has deleted the parts a reload replaced (seconds: create_laion.sql).
+    The embedded engine deletes them only while its process lives, and a task's process ends right
+    after the load, so without this every reload left a whole shard behind on disk."""
+    deadline = time.monotonic() + timeout
+    while (left := ch.run("outdated_parts")[0])[0]:
+        if time.monotonic() > deadline:
+            log.warning("%d replaced part(s) (%d bytes) not deleted yet; the next load deletes them", *left)
+            return
+        time.sleep(0.2)

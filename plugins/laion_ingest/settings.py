@@ -48,6 +48,11 @@ def download_rate_window() -> float:
     return float(os.environ.get("LAION_DOWNLOAD_RATE_WINDOW", 60))
 
 
+def task_timeout_hours() -> float:
+    """execution_timeout of a task try, and so the longest a load can live (LAION_TASK_TIMEOUT_HOURS, 4)."""
+    return float(os.environ.get("LAION_TASK_TIMEOUT_HOURS", 4))
+
+
 def chdb_path() -> Path:
     """Data directory of the embedded ClickHouse (chdb)."""
     return Path(os.environ.get("LAION_CHDB_PATH") or _data_home() / "laion_ingest" / "chdb")
