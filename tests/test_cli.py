@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from laion_ingest.clickhouse import Chdb
+from laion_ingest.clickhouse import Chdb, EngineBusy
 
 STAGES = ["mirror", "serve", "fetch", "convert", "load", "index", "search", "status"]
 
@@ -78,3 +78,15 @@ def test_a_second_process_waits_for_the_chdb_directory(chdb_env):
 def test_out_of_range_numbers_are_refused_naming_the_value(args, problem):
     result = cli(*args, check=False)
     assert result.returncode == 2 and problem in result.stderr
+
+
+def test_a_symlinked_chdb_path_takes_the_same_lock(chdb_env, tmp_path):
+    real = Path(chdb_env["LAION_CHDB_PATH"])
+    link = tmp_path / "link_to_chdb"
+    holder = Chdb(real)
+    try:
+        link.symlink_to(real)
+        with pytest.raises(EngineBusy):
+            Chdb(link, lock_timeout=1)
+    finally:
+        holder.close()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import filecmp
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -69,7 +70,7 @@ def test_a_missing_file_fails_at_once_naming_shard_and_file(mirror_dir, tmp_path
 
 def test_transient_errors_give_up_after_the_policy_attempts(mirror_dir, tmp_path):
     with MirrorServer(mirror_dir, faults={IMG: [503] * 5}) as server:
-        with pytest.raises(Exception, match="503"):
+        with pytest.raises(ConnectionError, match="shard 0: img_emb/img_emb_0.npy: .*503"):
             fetch_shard(0, server.url, tmp_path, FAST)
     assert len(gets(server, IMG)) == FAST.attempts
 
@@ -163,3 +164,12 @@ def test_force_fetches_again(mirror, chdb_env):
     assert len(mirror.requests) == before  # cached: nothing fetched
     pipeline.fetch(Attempt(0), mirror.url, force=True)
     assert len([r for r in mirror.requests[before:] if r[0] == "GET"]) == 3
+
+
+def test_two_fetches_of_a_shard_at_once_leave_the_files_whole(mirror_dir, tmp_path):
+    with MirrorServer(mirror_dir, faults={IMG: ["cut", "cut"]}) as server:
+        with ThreadPoolExecutor(2) as pool:
+            for done in [pool.submit(fetch_shard, 0, server.url, tmp_path, FAST) for _ in range(2)]:
+                done.result()
+    for name in shard_files(0):
+        assert filecmp.cmp(mirror_dir / name, tmp_path / name, shallow=False)

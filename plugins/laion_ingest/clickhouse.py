@@ -71,7 +71,7 @@ class Chdb:
     def __init__(self, path: Path, lock_timeout: float = 3600.0):
         import clickhouse_connect
 
-        self.path = Path(path)
+        self.path = Path(path).resolve()  # a symlinked path must take the same lock as the real one
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = open(self.path.with_name(self.path.name + ".lock"), "a+")
         self._acquire(lock_timeout)

@@ -12,6 +12,7 @@ permanent.
 """
 from __future__ import annotations
 
+import fcntl
 import logging
 import threading
 import time
@@ -53,10 +54,14 @@ def fetch_shard(shard: int, base_url: str, dest_dir: Path, policy: RetryPolicy |
     base_url = base_url if base_url.endswith("/") else base_url + "/"
     names = shard_files(shard)
     progress = _ShardProgress(shard)
-    with ThreadPoolExecutor(len(names), thread_name_prefix=f"fetch-{shard}") as pool:
-        downloads = {name: pool.submit(_fetch_file, shard, base_url, name, Path(dest_dir) / name, policy,
-                                       progress, auth) for name in names}
-    sizes = {name: download.result() for name, download in downloads.items()}
+    Path(dest_dir).mkdir(parents=True, exist_ok=True)
+    # One fetch of a shard at a time (two would append to the same .part files): a second one waits.
+    with open(Path(dest_dir) / ".fetch.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with ThreadPoolExecutor(len(names), thread_name_prefix=f"fetch-{shard}") as pool:
+            downloads = {name: pool.submit(_fetch_file, shard, base_url, name, Path(dest_dir) / name, policy,
+                                           progress, auth) for name in names}
+        sizes = {name: download.result() for name, download in downloads.items()}
     progress.finish()
     return sizes
 
@@ -91,6 +96,12 @@ def _fetch_file(shard: int, base_url: str, name: str, dest: Path, policy: RetryP
                             lambda: _download(http, base_url + name, dest, name, progress), policy)
         except PermanentError as exc:
             raise ShardFileError(shard, name, str(exc)) from exc
+        except Exception as exc:  # transient, out of retries: say which file, whatever failed (disk, network)
+            raise DownloadError(f"shard {shard}: {name}: {type(exc).__name__}: {exc}") from exc
+
+
+class DownloadError(ConnectionError):
+    """A download that failed after its retries inside one task try; Airflow retries the task."""
 
 
 def _download(http: requests.Session, url: str, dest: Path, name: str, progress: _ShardProgress) -> int:
