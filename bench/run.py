@@ -67,8 +67,7 @@ LOAD_VARIANTS = [  # (label, format, insert settings, staging-table settings, ru
      f"{SKIP}, {PREAD}, {ONE_BLOCK}", "", False),
 ]
 WRITE_VARIANTS = [  # (label, write_variant options, ClickHouse format)
-    ("Parquet f16, 16k row groups, the package's writer (vectors plain, uncompressed)", {"fmt": "package"}, "Parquet"),
-    ("Parquet f16, pyarrow alone (the previous package)", {}, "Parquet"),
+    ("Parquet f16, 16k row groups, the package (pyarrow; vectors plain, uncompressed)", {"fmt": "package"}, "Parquet"),
     ("Parquet f32 vectors", {"vec": "f32"}, "Parquet"),
     ("Parquet f16, vectors zstd", {"vec_compression": "zstd"}, "Parquet"),
     ("Parquet f16, vectors lz4", {"vec_compression": "lz4"}, "Parquet"),

@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +17,8 @@ from laion_ingest.convert import convert_shard, staged_name
 from laion_ingest.errors import PermanentError
 from laion_ingest.index import IndexParams, build_indexes
 from laion_ingest.ledger import Attempt, differing_shards, shard_status
-from laion_ingest.load import create_tables, load_shard
+from laion_ingest import load as load_module
+from laion_ingest.load import DiskSpaceError, create_tables, load_shard
 from laion_ingest.mirror import generate_shard
 
 SMALL = IndexParams(m=8, ef_construction=32)
@@ -169,3 +172,36 @@ def test_a_shard_published_twice_is_seen_and_loaded_again(mirror, engine_env):
     with ClickHouse() as ch:
         assert differing_shards(ch) == {}
     assert pipeline.plan(0, 0) == []
+
+
+def test_reloads_leave_one_copy_of_the_shard_on_disk(mirror, engine_env):
+    load(mirror, 0)
+    with ClickHouse() as ch:
+        [(one_copy,)] = ch.query("SELECT sum(bytes_on_disk) FROM system.parts WHERE database = currentDatabase()"
+                                 " AND table = 'laion' AND active")
+    for try_number in range(2, 6):
+        load(mirror, 0, try_number=try_number)
+    deadline = time.monotonic() + 30  # a server deletes them in its background, within seconds
+    while True:
+        with ClickHouse() as ch:
+            outdated = ch.run("outdated_parts")[0][0]
+        if not outdated or "LAION_CHDB_PATH" in engine_env or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert outdated == 0  # on chdb at once: the load waited for them
+    if "LAION_CHDB_PATH" in engine_env:
+        store = sum(f.stat().st_size for f in Path(engine_env["LAION_CHDB_PATH"]).rglob("*") if f.is_file())
+        assert store < 1.5 * one_copy  # it was 5 copies: each reload left the shard it replaced
+
+
+def test_a_load_the_disk_cannot_hold_is_refused_before_it_starts(mirror, engine_env, monkeypatch):
+    attempt = Attempt(1)
+    pipeline.fetch(attempt, mirror.url)
+    rows = pipeline.convert(attempt)
+    monkeypatch.setattr(load_module, "TABLE_BYTES_PER_ROW", 10**12)  # a disk far too small
+    with pytest.raises(DiskSpaceError, match=rf"shard 1: loading {rows:,} rows needs about [\d,.]+ GB free on"
+                                             r" ClickHouse's disk \(/.*\), which has [\d,.]+ GB"):
+        pipeline.load(attempt)
+    assert count() == (0, 0)
+    assert pipeline.shard_dir(1).exists()  # kept for the retry
+

@@ -4,8 +4,7 @@ The output has the columns of the `laion` table, in its order: id, shard and row
 the 15 metadata columns cast losslessly to the table's types, then both embeddings as
 fixed-size lists of the source's float type (float16 for LAION, which ClickHouse widens to
 Float32 exactly). Work is streamed in row batches: the .npy files and the metadata are read batch
-by batch, so memory does not grow with the shard. pyarrow encodes the metadata columns;
-parquet_writer writes the embedding pages from the .npy bytes (why: its docstring).
+by batch, so memory does not grow with the shard. pyarrow writes the file.
 """
 from __future__ import annotations
 
@@ -18,7 +17,6 @@ import pyarrow.parquet as pq
 
 from laion_ingest.errors import ShardFileError
 from laion_ingest.fetch import shard_files
-from laion_ingest.parquet_writer import EmbeddingParquetWriter
 from laion_ingest.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -62,15 +60,17 @@ def convert_shard(shard: int, src_dir: Path, out_path: Path, batch_rows: int = B
         out_path.parent.mkdir(parents=True, exist_ok=True)
         progress = Progress(f"convert shard {shard}", rows, unit="rows", scale=1, logger=log)
         start = 0
-        # pyarrow's options apply to the other columns. Embeddings are incompressible and never
-        # filtered on: the writer stores them plain, with no dictionary, statistics or compression.
-        with EmbeddingParquetWriter(part, schema, ["image_embedding", "text_embedding"],
-                                    compression="zstd", use_dictionary=True, write_statistics=True) as out:
+        # Embeddings are incompressible and never filtered on: stored plain, without dictionary,
+        # statistics or compression (options of a nested column are keyed by its leaf's path).
+        leaves = ["image_embedding.list.element", "text_embedding.list.element"]
+        with pq.ParquetWriter(part, schema, compression={n: "zstd" for n in plain} | {n: "none" for n in leaves},
+                              use_dictionary=plain, write_statistics=plain) as out:
             # One reader thread: Arrow's reader threads each keep an allocator heap of their own.
             for batch in meta.iter_batches(batch_size=batch_rows, columns=METADATA.names, use_threads=False):
                 n = batch.num_rows
-                columns = [*key_columns(shard, start, n), *_cast_metadata(shard, meta_name, batch)]
-                out.write(pa.record_batch(columns, names=plain), [img.read(n), text.read(n)])
+                columns = [*key_columns(shard, start, n), *_cast_metadata(shard, meta_name, batch),
+                           img.vectors(n), text.vectors(n)]
+                out.write_batch(pa.record_batch(columns, schema=schema), row_group_size=batch_rows)
                 start += n
                 progress.advance(n)
     part.rename(out_path)
@@ -79,12 +79,16 @@ def convert_shard(shard: int, src_dir: Path, out_path: Path, batch_rows: int = B
 
 
 def staged_schema(value_type: pa.DataType) -> pa.Schema:
-    """The staged file's columns: laion's, with the embeddings as fixed-size lists of value_type.
-    Not nullable, nor their values: the embedding writer's pages hold values and nothing else."""
-    vector = pa.list_(pa.field("item", value_type, nullable=False), DIM)
+    """The staged file's columns: laion's, with the embeddings as fixed-size lists of value_type,
+    not nullable, nor their values (no definition levels to write or read)."""
+    vector = vector_type(value_type)
     return pa.schema([("id", pa.uint64()), ("shard", pa.uint16()), ("row", pa.uint32()), *METADATA,
                       pa.field("image_embedding", vector, nullable=False),
                       pa.field("text_embedding", vector, nullable=False)])
+
+
+def vector_type(value_type: pa.DataType) -> pa.DataType:
+    return pa.list_(pa.field("item", value_type, nullable=False), DIM)
 
 
 def key_columns(shard: int, start: int, n: int) -> list[pa.Array]:
@@ -127,8 +131,13 @@ class _Npy:
             raise ShardFileError(shard, name, f"dtype {dtype}, expected a float type")
         return dtype, shape[0]
 
+    def vectors(self, n: int) -> pa.FixedSizeListArray:
+        """The next n rows as the staged file's vector column (the .npy bytes, not copied)."""
+        values = pa.array(np.frombuffer(self.read(n), self.dtype.newbyteorder("<")))
+        return pa.FixedSizeListArray.from_arrays(values, type=vector_type(values.type))
+
     def read(self, n: int) -> bytes:
-        """The next n rows."""
+        """The next n rows, as little-endian bytes."""
         row_bytes = DIM * self.dtype.itemsize
         data = self.file.read(n * row_bytes)
         if len(data) < n * row_bytes:
