@@ -91,18 +91,23 @@ def _timed_sql(log: list):
 def load(shard: int, parquet: str, chdb: str) -> dict:
     """The package's load_shard into a fresh chdb directory, statement timings kept."""
     from laion_ingest.clickhouse import Chdb, ClickHouse
-    from laion_ingest.load import create_tables, load_shard
     shutil.rmtree(chdb, ignore_errors=True)
-    rows = pq.ParquetFile(parquet).metadata.num_rows
     with ClickHouse(Chdb(Path(chdb))) as ch:
-        create_tables(ch)
-        log: list = []
-        _timed_sql(log)
-        started = time.perf_counter()
-        load_shard(ch, shard, Path(parquet), rows)
-        seconds = time.perf_counter() - started
-        parts, size = ch.query("SELECT count(), sum(bytes_on_disk) FROM system.parts"
-                               " WHERE table = 'laion' AND active")[0]
+        return _timed_load(ch, shard, parquet)
+
+
+def _timed_load(ch, shard: int, parquet: str) -> dict:
+    """load_shard into a new laion, with each statement's seconds and the part it made."""
+    from laion_ingest.load import create_tables, load_shard
+    rows = pq.ParquetFile(parquet).metadata.num_rows
+    create_tables(ch)
+    log: list = []
+    _timed_sql(log)
+    started = time.perf_counter()
+    load_shard(ch, shard, Path(parquet), rows)
+    seconds = time.perf_counter() - started
+    parts, size = ch.query("SELECT count(), sum(bytes_on_disk) FROM system.parts"
+                           " WHERE database = currentDatabase() AND table = 'laion' AND active")[0]
     return {"rows": rows, "bytes": size, "parts": parts, "work_seconds": seconds, "steps": log}
 
 
@@ -115,26 +120,16 @@ def load_server(shard: int, parquet: str, base: str) -> dict:
     from clickhouse_server import ClickHouseServer
     from s3_server import BUCKET, S3Server
     from laion_ingest.clickhouse import ClickHouse, Server
-    from laion_ingest.load import create_tables, load_shard
     shutil.rmtree(base, ignore_errors=True)
-    rows = pq.ParquetFile(parquet).metadata.num_rows
     with ClickHouseServer(Path(base) / "server") as server, S3Server(Path(base) / "s3") as s3:
         server.sql("CREATE DATABASE laion")  # clickhouse-local's `default` also shows the file system
         os.environ.update({"AIRFLOW_CONN_LAION_CLICKHOUSE": server.connection_uri("laion"), "AIRFLOW_CONN_LAION_S3":
                            s3.connection(), "LAION_STAGING_URL": f"s3://{BUCKET}/bench", "LAION_S3_CONN_ID": "laion_s3"})
         with ClickHouse(Server("laion_clickhouse")) as ch:
-            create_tables(ch)
-            log: list = []
-            _timed_sql(log)
-            started = time.perf_counter()
-            load_shard(ch, shard, Path(parquet), rows)
-            seconds = time.perf_counter() - started
-            parts, size = ch.query("SELECT count(), sum(bytes_on_disk) FROM system.parts"
-                                   " WHERE database = currentDatabase() AND table = 'laion' AND active")[0]
+            result = _timed_load(ch, shard, parquet)
         status = Path(f"/proc/{server.proc.pid}/status").read_text()
-        server_rss = int(status.split("VmHWM:")[1].split()[0]) / 1024
-    return {"rows": rows, "bytes": size, "parts": parts, "work_seconds": seconds, "steps": log,
-            "server_rss_mb": server_rss}
+        result["server_rss_mb"] = int(status.split("VmHWM:")[1].split()[0]) / 1024
+    return result
 
 
 # ---------------------------------------------------------------- variants (bench code, not the package)
