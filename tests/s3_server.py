@@ -31,7 +31,7 @@ class S3Server:
             {"accessKey": KEY, "secretKey": SECRET}], "actions": ["Admin", "Read", "Write", "List"]}]}))
         ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
         args = [str(Path(sys.executable).with_name("weed")), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-                f"-dir={self.base / 'data'}", "-s3", f"-s3.config={config}", "-master.volumeSizeLimitMB=64",
+                f"-dir={self.base / 'data'}", "-s3", f"-s3.config={config}", "-master.volumeSizeLimitMB=256", "-volume.max=64",
                 "-s3.port.iceberg=0", "-s3.port.lance=0", "-metricsPort=0"]
         for name, port in ports.items():
             args += [f"-{name}.port={port}", f"-{name}.port.grpc={free_port()}"]
