@@ -166,10 +166,12 @@ def test_force_fetches_again(mirror, chdb_env):
     assert len([r for r in mirror.requests[before:] if r[0] == "GET"]) == 3
 
 
-def test_two_fetches_of_a_shard_at_once_leave_the_files_whole(mirror_dir, tmp_path):
+def test_two_fetches_of_a_shard_at_once_leave_the_files_whole(mirror_dir, chdb_env):
+    """A run and the command line fetching one shard: they take turns instead of appending to the
+    same .part files."""
     with MirrorServer(mirror_dir, faults={IMG: ["cut", "cut"]}) as server:
         with ThreadPoolExecutor(2) as pool:
-            for done in [pool.submit(fetch_shard, 0, server.url, tmp_path, FAST) for _ in range(2)]:
+            for done in [pool.submit(pipeline.fetch, Attempt(0), server.url) for _ in range(2)]:
                 done.result()
     for name in shard_files(0):
-        assert filecmp.cmp(mirror_dir / name, tmp_path / name, shallow=False)
+        assert filecmp.cmp(mirror_dir / name, pipeline.shard_dir(0) / name, shallow=False)

@@ -205,3 +205,20 @@ def test_a_load_the_disk_cannot_hold_is_refused_before_it_starts(mirror, engine_
     assert count() == (0, 0)
     assert pipeline.shard_dir(1).exists()  # kept for the retry
 
+
+
+def test_two_loads_of_a_shard_at_once_load_it_once_and_neither_fails(mirror, engine_env):
+    """A run and the command line loading one shard: the second waits for the first, then sees the
+    shard loaded instead of failing on the file the first removed (a false "failed" in the ledger)."""
+    attempt = Attempt(2)
+    pipeline.fetch(attempt, mirror.url)
+    rows = pipeline.convert(attempt)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "plugins")}
+    loads = [subprocess.Popen([sys.executable, "-m", "laion_ingest", "load", "2"], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    results = [p.communicate(timeout=300) for p in loads]
+    assert [p.returncode for p in loads] == [0, 0], [err[-2000:] for _, err in results]
+    assert sorted(int(out) for out, _ in results) == [rows, rows]
+    assert count(2) == (rows, rows)
+    with ClickHouse() as ch:
+        assert ch.query("SELECT outcome FROM laion_ledger WHERE shard = 2") == [("loaded",)]

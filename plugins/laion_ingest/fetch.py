@@ -12,7 +12,6 @@ permanent.
 """
 from __future__ import annotations
 
-import fcntl
 import logging
 import threading
 import time
@@ -54,14 +53,10 @@ def fetch_shard(shard: int, base_url: str, dest_dir: Path, policy: RetryPolicy |
     base_url = base_url if base_url.endswith("/") else base_url + "/"
     names = shard_files(shard)
     progress = _ShardProgress(shard)
-    Path(dest_dir).mkdir(parents=True, exist_ok=True)
-    # One fetch of a shard at a time (two would append to the same .part files): a second one waits.
-    with open(Path(dest_dir) / ".fetch.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        with ThreadPoolExecutor(len(names), thread_name_prefix=f"fetch-{shard}") as pool:
-            downloads = {name: pool.submit(_fetch_file, shard, base_url, name, Path(dest_dir) / name, policy,
-                                           progress, auth) for name in names}
-        sizes = {name: download.result() for name, download in downloads.items()}
+    with ThreadPoolExecutor(len(names), thread_name_prefix=f"fetch-{shard}") as pool:
+        downloads = {name: pool.submit(_fetch_file, shard, base_url, name, Path(dest_dir) / name, policy,
+                                       progress, auth) for name in names}
+    sizes = {name: download.result() for name, download in downloads.items()}
     progress.finish()
     return sizes
 

@@ -6,6 +6,7 @@ process (its own Airflow task), because everything it needs is on disk under
 """
 from __future__ import annotations
 
+import fcntl
 import logging
 import shutil
 from contextlib import contextmanager
@@ -25,6 +26,19 @@ log = logging.getLogger(__name__)
 
 def shard_dir(shard: int) -> Path:
     return settings.work_dir() / f"shard_{shard}"
+
+
+@contextmanager
+def shard_files_held(shard: int):
+    """Hold the shard's work directory while a stage uses it: two processes working on one shard
+    (a run and the command line, say) take turns instead of appending to the same download or
+    deleting the file the other is loading. The lock file lives outside the directory, which a load
+    deletes."""
+    locks = settings.work_dir() / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / f"shard_{shard}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def plan(first: int, last: int, force: bool = False) -> list[int]:
@@ -67,7 +81,7 @@ def fetch(attempt: Attempt, source_url: str, force: bool = False) -> dict:
     """Download the shard; returns {"files": {name: bytes}, "started_at": unix time} for the load's
     ledger row. force: fetch again what an earlier run left in the work directory (a retry of the
     same task keeps what its first try downloaded)."""
-    with recorded(attempt, "fetch"):
+    with recorded(attempt, "fetch"), shard_files_held(attempt.shard):
         if force and attempt.try_number == 1:
             shutil.rmtree(shard_dir(attempt.shard), ignore_errors=True)
         files = fetch_shard(attempt.shard, source_url, shard_dir(attempt.shard), auth=settings.source_auth())
@@ -76,19 +90,25 @@ def fetch(attempt: Attempt, source_url: str, force: bool = False) -> dict:
 
 def convert(attempt: Attempt) -> int:
     folder = shard_dir(attempt.shard)
-    with recorded(attempt, "convert"):
+    with recorded(attempt, "convert"), shard_files_held(attempt.shard):
         return convert_shard(attempt.shard, folder, folder / staged_name(attempt.shard))
 
 
 def load(attempt: Attempt, rows: int | None = None) -> int:
     """Load the converted shard; rows is what convert reported (default: the Parquet's row count)."""
     parquet = shard_dir(attempt.shard) / staged_name(attempt.shard)
-    with recorded(attempt, "load"):
-        if rows is None:
-            rows = pq.ParquetFile(parquet).metadata.num_rows
+    with recorded(attempt, "load"), shard_files_held(attempt.shard):
         with ClickHouse() as ch:
             create_tables(ch)
+            if not parquet.exists():
+                done = ch.run("ledger_loaded_since", shard=attempt.shard, since=attempt.started_at)
+                if done:  # another process loaded it while this one waited for the shard
+                    log.info("shard %d: loaded by another process meanwhile (%d rows); nothing to do",
+                             attempt.shard, done[0][0])
+                    return done[0][0]
+            if rows is None:
+                rows = pq.ParquetFile(parquet).metadata.num_rows
             attempt.rows = load_shard(ch, attempt.shard, parquet, rows)
             attempt.record(ch, "loaded", "load")
-    shutil.rmtree(parquet.parent, ignore_errors=True)
+        shutil.rmtree(parquet.parent, ignore_errors=True)
     return attempt.rows
