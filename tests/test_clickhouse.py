@@ -9,6 +9,7 @@ from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.errors import PermanentError
 from laion_ingest.ledger import Attempt, shard_status
 from laion_ingest.load import create_tables
+from laion_ingest.search import search
 
 NASTY = ["plain", "quotes ' \" `", "back\\slash", "ends in backslash\\", "\\N", "tab\there",
          "new\nline", "cr\r\nlf", "numpy said b'\\x93NUMPY'", "ünïcödé 猫 🐈", "", "{braces:String}", "%s %(x)s"]
@@ -53,3 +54,13 @@ def test_a_server_without_s3_staging_is_refused_before_any_download(engine_env, 
         pipeline.plan(0, 3)
     with ClickHouse() as ch, pytest.raises(PermanentError, match="LAION_STAGING_URL"):
         staging.stage(pipeline.shard_dir(0) / "laion_0.parquet", ch.is_server)
+
+
+def test_search_survives_a_caption_that_is_not_utf8(ch):
+    create_tables(ch)
+    ch.query("INSERT INTO laion (id, shard, row, url, caption, image_embedding, text_embedding)"
+             " SELECT number, 0, number, 'http://x/' || toString(number), if(number = 1, unhex('93FF41'), 'ok'),"
+             " arrayMap(i -> toFloat32(i = number), range(512)), arrayMap(i -> toFloat32(i = number), range(512))"
+             " FROM numbers(3)")
+    hits = search(ch, [1.0 if i == 1 else 0.0 for i in range(512)], k=3, exact=True)
+    assert hits[0].id == 1 and hits[0].caption == "93ff41"  # its bytes as hex digits, not a crash
