@@ -181,7 +181,7 @@ def test_reloads_leave_one_copy_of_the_shard_on_disk(mirror, engine_env):
                                  " AND table = 'laion' AND active")
     for try_number in range(2, 6):
         load(mirror, 0, try_number=try_number)
-    deadline = time.monotonic() + 30  # a server deletes them in its background, within seconds
+    deadline = time.monotonic() + 60  # a server deletes them in its background (create_laion.sql)
     while True:
         with ClickHouse() as ch:
             outdated = ch.run("outdated_parts")[0][0]
@@ -222,3 +222,24 @@ def test_two_loads_of_a_shard_at_once_load_it_once_and_neither_fails(mirror, eng
     assert count(2) == (rows, rows)
     with ClickHouse() as ch:
         assert ch.query("SELECT outcome FROM laion_ledger WHERE shard = 2") == [("loaded",)]
+
+
+def test_a_table_left_by_a_drop_that_crashed_is_deleted_on_the_next_open(chdb_env):
+    """A load killed inside DROP ... SYNC leaves the staging table's data under metadata_dropped/
+    and store/; the embedded engine deletes it when it next opens the directory."""
+    path = chdb_env["LAION_CHDB_PATH"]
+    crash = ("import os, clickhouse_connect;"
+             f"c = clickhouse_connect.get_client(interface='chdb', path={path!r});"
+             "c.command('CREATE TABLE laion_stage_3 (a String) ENGINE = MergeTree ORDER BY a');"
+             "c.command('INSERT INTO laion_stage_3 SELECT randomPrintableASCII(1000) FROM numbers(20000)');"
+             "c.command('DROP TABLE laion_stage_3'); os._exit(9)")
+    subprocess.run([sys.executable, "-c", crash], check=False, timeout=120)
+    assert list(Path(path, "metadata_dropped").iterdir())  # the leftover, as a crash leaves it
+    deadline = time.monotonic() + 30
+    while True:
+        with ClickHouse() as ch:
+            left = ch.query("SELECT count() FROM system.dropped_tables")[0][0]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert left == 0 and not list(Path(path, "metadata_dropped").iterdir())

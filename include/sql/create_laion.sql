@@ -8,7 +8,8 @@
 -- index_granularity_bytes = 1 MiB (default 10 MiB): granules of ~256 rows. A merge holds one
 -- granule per source part per column, so the load's OPTIMIZE of the staged parts peaks at
 -- ~0.5-0.7 GB instead of ~1.2-1.7 GB (bench/RESULTS.md, load variants).
--- old_parts_lifetime = 10, cleanup_delay_period = 1 (defaults 480 and 30 s): the part a reload
+-- old_parts_lifetime = 10 and the cleanup thread's periods (its delay backs off to 300 s on an idle
+-- server by default, 10 s here; defaults 480 s, 30 s, 10 s random): the part a reload
 -- replaces is deleted seconds later, not after 8 minutes, so a reload does not hold a second copy of
 -- the shard (4 GB) for long, and an embedded engine's short-lived task process can wait for it (the
 -- old parts had outlived every process: 4 reloads of one shard left 4 copies on disk). The minutes
@@ -41,4 +42,5 @@ ENGINE = MergeTree
 PARTITION BY shard
 ORDER BY id
 SETTINGS materialize_skip_indexes_on_merge = 0, index_granularity_bytes = 1048576,
-         old_parts_lifetime = 10, cleanup_delay_period = 1;
+         old_parts_lifetime = 10, cleanup_delay_period = 1, max_cleanup_delay_period = 10,
+         cleanup_delay_period_random_add = 1;

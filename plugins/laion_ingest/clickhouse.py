@@ -76,7 +76,12 @@ class Chdb:
         self._lock = open(self.path.with_name(self.path.name + ".lock"), "a+")
         self._acquire(lock_timeout)
         try:
-            self.client = clickhouse_connect.get_client(interface="chdb", path=str(self.path))
+            # A dropped table's data is deleted at once, not 8 minutes later: a task's process never
+            # lives that long, so a load killed inside DROP ... SYNC left its staging table's data
+            # on disk until some process did. With 0 the next open deletes it.
+            self.client = clickhouse_connect.get_client(
+                interface="chdb", path=str(self.path),
+                chdb_options={"database_atomic_delay_before_drop_table_sec": "0"})
         except BaseException:
             self._lock.close()
             raise
