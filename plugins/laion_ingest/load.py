@@ -66,13 +66,14 @@ class DiskSpaceError(RuntimeError):
     """Not enough free disk for a load; worth retrying once space is freed."""
 
 
-def wait_for_replaced_parts(ch: ClickHouse, timeout: float = 60.0) -> None:
+def wait_for_replaced_parts(ch: ClickHouse, timeout: float = 15.0) -> None:
     """Wait until ClickHouse has deleted the parts a reload replaced (seconds: create_laion.sql).
     The embedded engine deletes them only while its process lives, and a task's process ends right
     after the load, so without this every reload left a whole shard behind on disk."""
     deadline = time.monotonic() + timeout
     while (left := ch.run("outdated_parts")[0])[0]:
         if time.monotonic() > deadline:
-            log.warning("%d replaced part(s) (%d bytes) not deleted yet; the next load deletes them", *left)
+            log.warning("%d replaced part(s) (%d bytes) not deleted yet. A laion table made before"
+                        " old_parts_lifetime was set keeps them 8 minutes: see README, 'Disk a load needs'", *left)
             return
         time.sleep(0.2)
