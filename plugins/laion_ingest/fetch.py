@@ -188,15 +188,16 @@ def masked(url: str) -> str:
 
 
 def file_problem(path: Path) -> str | None:
-    """Why the file is not a whole .npy or Parquet file, or None."""
+    """Why the file is not a whole .npy or Parquet file, or None. numpy and pyarrow read the header
+    and the footer; nothing else of the file is read."""
+    if not can_resume(path):
+        with open(path, "rb") as f:
+            return f"it starts with {f.read(16)!r}, not as a {'.npy' if '.npy' in path.suffixes else 'Parquet'} file"
     try:
-        if path.name.endswith(".npy") or path.name.endswith(".npy.part"):
-            with open(path, "rb") as f:
-                version = np.lib.format.read_magic(f)
-                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                shape, _, dtype = read(f)
-                expected = f.tell() + int(np.prod(shape)) * dtype.itemsize
-            size = path.stat().st_size
+        if ".npy" in path.suffixes:
+            array = np.load(path, mmap_mode="r")  # fails on a file shorter than its header announces
+            expected, size = array.offset + array.nbytes, path.stat().st_size
+            del array
             return None if size == expected else f"{size} bytes, but its header announces {expected}"
         pq.read_metadata(path)
         return None
@@ -204,9 +205,9 @@ def file_problem(path: Path) -> str | None:
         return f"{type(exc).__name__}: {exc}"[:300]
 
 
-def can_resume(part: Path) -> bool:
-    """Whether a part file can be the start of the right file: it begins as one (a resumed Range
+def can_resume(path: Path) -> bool:
+    """Whether a (part) file can be the start of the right file: it begins as one (a resumed Range
     then completes it), rather than being an error page or other content."""
-    with open(part, "rb") as f:
+    with open(path, "rb") as f:
         head = f.read(6)
-    return head.startswith(b"\x93NUMPY" if part.name.endswith(".npy.part") else b"PAR1")
+    return head.startswith(b"\x93NUMPY" if ".npy" in path.suffixes else b"PAR1")

@@ -39,17 +39,12 @@ def shard_status(ch: ClickHouse) -> list[dict]:
     return [dict(zip(names, r)) for r in ch.run("shard_status")]
 
 
-def loaded_shards(ch: ClickHouse) -> set[int]:
-    """Shards the ledger shows as loaded and the table holds exactly so (see differing_shards)."""
-    return {s["shard"] for s in shard_status(ch) if s["loaded"]} - set(differing_shards(ch))
-
-
-def differing_shards(ch: ClickHouse) -> dict[int, str]:
-    """Shards whose rows in the table differ from what the ledger says was loaded, with how: more or
-    fewer rows, or several parts (published twice), or rows the ledger never loaded. The plan loads
-    them again, which replaces the whole partition."""
+def differing_shards(ch: ClickHouse, shards: list[dict]) -> dict[int, str]:
+    """Shards whose rows in the table differ from what the ledger (shards: its shard_status) says was
+    loaded, with how: more or fewer rows, or several parts (published twice), or rows the ledger never
+    loaded. The plan loads them again, which replaces the whole partition."""
     table = {shard: (rows, parts) for shard, rows, parts in ch.run("table_shards")}
-    ledger = {s["shard"]: s["rows"] for s in shard_status(ch) if s["loaded"]}
+    ledger = {s["shard"]: s["rows"] for s in shards if s["loaded"]}
     differing = {}
     for shard in sorted(set(table) | set(ledger)):
         rows, parts = table.get(shard, (0, 0))

@@ -18,7 +18,7 @@ from laion_ingest import settings, staging
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.convert import convert_shard, staged_name
 from laion_ingest.fetch import fetch_shard
-from laion_ingest.ledger import Attempt, differing_shards, loaded_shards
+from laion_ingest.ledger import Attempt, differing_shards, shard_status
 from laion_ingest.load import create_tables, load_shard
 
 log = logging.getLogger(__name__)
@@ -48,10 +48,12 @@ def plan(first: int, last: int, force: bool = False) -> list[int]:
     with ClickHouse() as ch:
         staging.require_reachable(ch.is_server)
         create_tables(ch)
-        for shard, how in differing_shards(ch).items():
+        shards = shard_status(ch)
+        differing = differing_shards(ch, shards)
+        for shard, how in differing.items():
             if first <= shard <= last:
                 log.warning("shard %d: %s; loading it again", shard, how)
-        done = set() if force else loaded_shards(ch)
+        done = set() if force else {s["shard"] for s in shards if s["loaded"]} - set(differing)
     skipped = [s for s in wanted if s in done]
     if skipped:
         log.info("skipping %d shard(s) already loaded: %s (force reloads them)", len(skipped), skipped)

@@ -4,9 +4,9 @@ The embedded engine reads the local file directly. A ClickHouse server cannot se
 worker's disk (its file() reads only the server's own user_files), so with a server
 LAION_STAGING_URL=s3://bucket/prefix is required: the file is uploaded (boto3) and the server reads
 it with s3(). Without it a server run is refused before anything is downloaded. Streaming the file
-through the client instead was measured and rejected: ClickHouse buffers a Parquet body it cannot
-seek in whole, 1.6 GB of server memory for a 200,000-row shard (~8 GB for a LAION shard), and a
-cluster needs a store that every node reads anyway. Credentials come from the Airflow connection
+through the client instead was measured by hand and rejected: ClickHouse buffers a Parquet body it
+cannot seek in whole (1.6 GB of server memory for a 200,000-row shard; a LAION shard is five times
+that), and a cluster needs a store that every node reads anyway. Credentials come from the Airflow connection
 LAION_S3_CONN_ID (default laion_s3: login = access key id, password = secret, extra
 {"endpoint_url": ...}) or, outside Airflow or without that connection, from AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY and AWS_ENDPOINT_URL. They are passed to ClickHouse as query parameters

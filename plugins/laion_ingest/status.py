@@ -14,7 +14,7 @@ def collect() -> dict:
     with ClickHouse() as ch:
         create_tables(ch)
         shards = shard_status(ch)
-        differing = differing_shards(ch)
+        differing = differing_shards(ch, shards)
         table_rows = ch.run("table_rows")[0][0]
     loaded = [s for s in shards if s["loaded"] and s["shard"] not in differing]
     failing = [s for s in shards if s["last_outcome"] == "failed"]
