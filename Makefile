@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SHARDS ?= 4
 ROWS ?= 20000
 
-.PHONY: quickstart test bench requirements
+.PHONY: quickstart test bench bench-scale requirements
 
 $(VENV)/installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ test: $(VENV)/installed
 
 bench: $(VENV)/installed
 	$(PY) bench/run.py
+
+bench-scale: $(VENV)/installed
+	$(PY) bench/scale.py
 
 # Re-pin requirements.txt from requirements.in in a throwaway virtual environment.
 requirements:

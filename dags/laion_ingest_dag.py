@@ -1,13 +1,16 @@
-"""laion_ingest: LAION-400M embeddings into ClickHouse, one mapped task group per shard, then the
+"""laion_ingest: LAION-400M embeddings into ClickHouse, one mapped task per shard, then the
 HNSW vector indexes. The work lives in plugins/laion_ingest; this file only wires it to Airflow.
 See README.md for the three usual jobs (load everything, backfill a range, reload a shard)."""
 from __future__ import annotations
 
-from airflow.sdk import Asset, Param, PokeReturnValue, dag, get_current_context, task, task_group
-from airflow.sdk.exceptions import AirflowFailException
+import logging
+from datetime import datetime, timezone
+
+from airflow.sdk import Asset, Param, PokeReturnValue, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException
 
 from laion_ingest import dag_settings as cfg
-from laion_ingest import pipeline, settings
+from laion_ingest import pipeline, settings, work_space
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.fetch import check_source_url
 from laion_ingest.index import IndexParams, add_indexes, build_progress, materialize_indexes, submit_builds
@@ -15,10 +18,12 @@ from laion_ingest.ledger import Attempt
 from laion_ingest.load import create_tables
 from laion_ingest.summary import summarize
 from laion_ingest.trigger_check import shard_range_problem
+from laion_ingest.work_space import NoTurnYet
 
 SOURCE_URL = r"^https?://[^/@\s]+(/\S*)?$"  # http(s), no user:password@ (see fetch.check_source_url)
 LAION_TABLE = Asset(name="laion", uri="clickhouse://laion_ingest/default/laion")
 INDEX = IndexParams()
+log = logging.getLogger(__name__)
 
 
 def _attempt(shard: int) -> Attempt:
@@ -70,28 +75,20 @@ def laion_ingest():
         check_source_url(p["source_url"])
         return pipeline.plan(p["first_shard"], p["last_shard"], p["force"])
 
-    @task_group
-    def shard(shard: int):
-        @task(map_index_template="shard {{ shard }}", max_active_tis_per_dag=cfg.parallel_downloads())
-        def fetch(shard: int) -> dict:
-            params = get_current_context()["params"]
-            return pipeline.fetch(_attempt(shard), params["source_url"], params["force"])
-
-        @task(map_index_template="shard {{ shard }}")
-        def convert(shard: int) -> int:
-            return pipeline.convert(_attempt(shard))
-
-        @task(map_index_template="shard {{ shard }}", max_active_tis_per_dag=cfg.parallel_loads())
-        def load(shard: int, fetched: dict, rows: int) -> int:
-            attempt = _attempt(shard)
-            attempt.source_bytes, attempt.started_at = fetched["files"], fetched["started_at"]
-            return pipeline.load(attempt, rows)
-
-        # By keyword: map_index_template sees the task's keyword arguments.
-        fetched = fetch(shard=shard)
-        rows = convert(shard=shard)
-        fetched >> rows
-        return load(shard=shard, fetched=fetched, rows=rows)
+    @task(map_index_template="shard {{ shard }}", max_active_tis_per_dag=cfg.shards_in_flight(),
+          on_failure_callback=_discard_shard_files)
+    def ingest_shard(shard: int) -> int:
+        """Fetch, convert and load one shard in one task: the scheduler runs a mapped stage breadth
+        first, so with a task per stage every shard was downloaded before the first was loaded
+        (bench/SCALE.md). A shard waiting for its retry keeps its files, so a shard waits (up for
+        reschedule, no worker slot held) while LAION_MAX_SHARDS_IN_FLIGHT shards hold files; one that
+        fails for good has its files deleted. The ledger and the log name the stage that failed."""
+        params = get_current_context()["params"]
+        try:
+            return pipeline.ingest(_attempt(shard), params["source_url"], params["force"], cfg.shards_in_flight())
+        except NoTurnYet as wait:
+            log.info("%s", wait)
+            raise AirflowRescheduleException(datetime.now(timezone.utc) + cfg.in_flight_poll()) from None
 
     @task(trigger_rule="all_done")
     def add_vector_indexes() -> list[str]:
@@ -131,10 +128,14 @@ def laion_ingest():
 
     planned = plan_shards()
     create_laion_tables() >> planned
-    loaded = shard.expand(shard=planned)
+    loaded = ingest_shard.expand(shard=planned)
     added = add_vector_indexes()
     loaded >> added
     summary(planned, wait_for_vector_indexes(build_vector_indexes(added)))
+
+
+def _discard_shard_files(context) -> None:
+    work_space.discard(context["task"].op_kwargs["shard"])
 
 
 def _index_params(p) -> IndexParams:

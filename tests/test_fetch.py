@@ -2,16 +2,21 @@
 from __future__ import annotations
 
 import filecmp
+import json
 import logging
+import re
+import shutil
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
-from laion_ingest import pipeline
+from laion_ingest import pipeline, work_space
 from laion_ingest.clickhouse import ClickHouse
-from laion_ingest.errors import PermanentError, ShardFileError
+from laion_ingest.errors import DiskSpaceError, PermanentError, ShardFileError
 from laion_ingest.fetch import fetch_shard, shard_files
 from laion_ingest.ledger import Attempt
+from laion_ingest.load import create_tables
 from laion_ingest.mirror_server import MirrorServer
 from laion_ingest.retry import RetryPolicy
 
@@ -175,3 +180,43 @@ def test_two_fetches_of_a_shard_at_once_leave_the_files_whole(mirror_dir, chdb_e
                 done.result()
     for name in shard_files(0):
         assert filecmp.cmp(mirror_dir / name, pipeline.shard_dir(0) / name, shallow=False)
+
+
+def test_a_shard_the_work_directory_cannot_hold_is_refused_before_its_download(mirror_dir, chdb_env):
+    """The sizes come from the server (HEAD) before any GET; the error names the directory and the
+    bytes needed, and is transient (Airflow retries it once space may have been freed)."""
+    with MirrorServer(mirror_dir, faults={"HEAD " + IMG: ["huge"]}) as server:
+        with pytest.raises(DiskSpaceError, match=r"shard 0: the work directory \S+ needs [\d,]+ bytes \([\d,.]+ GB\) free") as refused:
+            pipeline.fetch(Attempt(0), server.url)
+    assert refused.match(re.escape(chdb_env["LAION_WORK_DIR"]))
+    assert not isinstance(refused.value, PermanentError)
+    assert [r for r in server.requests if r[0] == "GET"] == []
+
+
+def test_the_space_check_counts_what_shards_in_flight_will_still_write(mirror, chdb_env):
+    """Shards that start together must not each count the same free space: a shard already in
+    flight, noted to grow by more than the disk has free, holds the next one back."""
+    free = shutil.disk_usage(Path(chdb_env["LAION_WORK_DIR"]).parent).free
+    note = work_space.shard_dir(3) / work_space.NOTE
+    note.parent.mkdir(parents=True)
+    note.write_text(json.dumps({"run_id": "another", "fullest_bytes": free}))
+    with pytest.raises(DiskSpaceError, match="still to come for the shards in flight"):
+        pipeline.fetch(Attempt(0), mirror.url)
+    note.unlink()  # that shard was loaded
+    pipeline.fetch(Attempt(0), mirror.url)
+
+
+def test_a_run_waits_while_its_shards_in_flight_hold_files(mirror, chdb_env):
+    """Shards of the run waiting for a retry keep their files, so they count; another run's leftovers
+    take no turn. Waiting records nothing in the ledger and downloads nothing."""
+    pipeline.fetch(Attempt(0, run_id="r1"), mirror.url, in_flight=2)
+    pipeline.fetch(Attempt(1, run_id="r1"), mirror.url, in_flight=2)
+    before = len(mirror.requests)
+    with pytest.raises(work_space.NoTurnYet, match=r"shard 2: shards \[0, 1\] of this run hold files"):
+        pipeline.fetch(Attempt(2, run_id="r1"), mirror.url, in_flight=2)
+    assert len(mirror.requests) == before and not work_space.shard_dir(2).exists()
+    pipeline.fetch(Attempt(1, run_id="r1"), mirror.url, in_flight=2)  # its own turn: a retry goes on
+    pipeline.fetch(Attempt(2, run_id="r2"), mirror.url, in_flight=2)
+    with ClickHouse() as ch:
+        create_tables(ch)
+        assert ch.query("SELECT count() FROM laion_ledger")[0][0] == 0

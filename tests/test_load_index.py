@@ -14,11 +14,11 @@ from conftest import ROOT
 from laion_ingest import pipeline, status
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.convert import convert_shard, staged_name
-from laion_ingest.errors import PermanentError
+from laion_ingest.errors import DiskSpaceError, PermanentError
 from laion_ingest.index import IndexParams, build_indexes
 from laion_ingest.ledger import Attempt, differing_shards, shard_status
 from laion_ingest import load as load_module
-from laion_ingest.load import DiskSpaceError, create_tables, load_shard
+from laion_ingest.load import create_tables, load_shard
 from laion_ingest.mirror import generate_shard
 
 SMALL = IndexParams(m=8, ef_construction=32)
@@ -129,7 +129,7 @@ def test_other_index_parameters_are_refused_with_the_fix(mirror, engine_env):
 
 
 def test_four_loads_at_once_on_a_server(mirror, engine_env):
-    """What LAION_MAX_PARALLEL_LOADS=4 does on a server: four task processes loading at once."""
+    """What LAION_MAX_SHARDS_IN_FLIGHT=4 does on a server: four task processes loading at once."""
     if "LAION_CLICKHOUSE_CONN_ID" not in engine_env:
         pytest.skip("chdb admits one process per data directory: its loads queue (test_cli)")
     rows = {}

@@ -2,6 +2,7 @@
 triggers, a transient failure retried, a permanent one failing at once, backfills and reloads."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -24,6 +25,7 @@ def airflow(tmp_path_factory, mirror_dir, module_engine):
         server = Standalone(base / "home", {
             **module_engine,
             "LAION_RETRY_ATTEMPTS": "1",  # no retries inside a try: the 503 must fail the Airflow try
+            "LAION_MAX_SHARDS_IN_FLIGHT": "2", "LAION_IN_FLIGHT_POLL_SECONDS": "1",
             "LAION_TASK_RETRY_DELAY": "1", "LAION_INDEX_POLL_SECONDS": "1"})
         try:
             yield {"server": server, "mirror": mirror, "src": mirror_dir}
@@ -66,7 +68,7 @@ def test_transient_errors_retry_and_permanent_ones_fail_at_once(airflow):
     server = airflow["server"]
     run_id, state = run(airflow, first_shard=0, last_shard=2)
     assert state == "failed"  # the summary fails the run because shard 2 failed
-    fetches = server.task_instances(run_id, "shard.fetch")
+    fetches = server.task_instances(run_id, "ingest_shard")
     assert [ti["rendered_map_index"] for ti in fetches] == ["shard 0", "shard 1", "shard 2"]
     assert [(ti["state"], ti["try_number"]) for ti in fetches] == [("success", 1), ("success", 2), ("failed", 1)]
     [summary] = server.task_instances(run_id, "summary")
@@ -76,12 +78,12 @@ def test_transient_errors_retry_and_permanent_ones_fail_at_once(airflow):
     with db(airflow) as ch:
         ledger = ch.query("SELECT shard, try_number, outcome, stage, error FROM laion_ledger"
                           " WHERE run_id = {r:String} ORDER BY shard, finished_at", r=run_id)
-        # try_number is the try of the task that wrote the row: fetch failed on try 1, load ran once
+        # try_number is the try of the shard's task: shard 1's fetch failed on try 1 and it loaded on try 2
         assert [row[:4] for row in ledger] == [(0, 1, "loaded", "load"), (1, 1, "failed", "fetch"),
-                                               (1, 1, "loaded", "load"), (2, 1, "failed", "fetch")]
+                                               (1, 2, "loaded", "load"), (2, 1, "failed", "fetch")]
         assert "503" in ledger[1][4] and "HTTP 404" in ledger[3][4]
         assert ch.query("SELECT count() FROM laion")[0][0] == rows_of(airflow, 0) + rows_of(airflow, 1)
-    retry_log = server.task_log(run_id, "shard.fetch", 2, map_index=1)
+    retry_log = server.task_log(run_id, "ingest_shard", 2, map_index=1)
     assert "shard 1, try 2; previous try 1 failed in fetch" in retry_log and "503" in retry_log
 
 
@@ -99,3 +101,28 @@ def test_a_backfill_loads_only_what_is_missing_and_force_reloads(airflow):
         assert ch.query("SELECT count(), uniqExact(id) FROM laion")[0] == (expected, expected)
         assert ch.query("SELECT count() FROM laion_ledger WHERE shard = 1 AND outcome = 'loaded'")[0][0] == 2
         assert ch.run("vector_index_pending") == []
+
+
+def test_shards_flow_through_and_the_work_directory_holds_at_most_the_shards_in_flight(airflow):
+    """The scheduler runs a mapped stage breadth first: with a task per stage every shard was fetched
+    before the first was loaded. One task per shard, at most LAION_MAX_SHARDS_IN_FLIGHT at once."""
+    work = Path(airflow["server"].env["LAION_WORK_DIR"])
+    on_disk, done = [], threading.Event()
+
+    def sample():
+        while not done.wait(0.05):
+            on_disk.append(sum(1 for d in work.glob("shard_*") if any(f.is_file() for f in d.rglob("*"))))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        run_id, state = run(airflow, first_shard=0, last_shard=3, force=True, build_indexes=False)
+    finally:
+        done.set()
+        sampler.join()
+    assert len(on_disk) > 20 and max(on_disk) == 2
+    tis = airflow["server"].task_instances(run_id, "ingest_shard")
+    first_loaded = min(ti["end_date"] for ti in tis if ti["state"] == "success")
+    assert sum(ti["start_date"] > first_loaded for ti in tis) >= 2  # shards 2 and 3 started after one was loaded
+    # (the mirror's one-off faults were met by the first test; run alone, shard 2 fails here)
+    assert state == "success" or [ti["state"] for ti in tis] == ["success", "success", "failed", "success"]

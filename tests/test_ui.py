@@ -3,7 +3,7 @@ log in, open `laion_ingest`, fill the trigger form with a shard range, submit, w
 and check the grid shows the mapped tasks labelled by shard. This proves the form's Params (titles,
 types, values) reach the run's conf and that `map_index_template` names the mapped tasks.
 Screenshots go to test-artifacts/: trigger-form.png (the filled form) and grid.png (the mapped
-`shard.fetch` instances, "shard 0" and "shard 1", next to the grid with the task group expanded).
+`ingest_shard` instances, "shard 0" and "shard 1", next to the grid).
 On a UI timeout, the page source and a screenshot are saved there as failed-<what>.html/.png."""
 from __future__ import annotations
 
@@ -122,20 +122,19 @@ def test_trigger_a_shard_range_from_the_ui_and_see_the_shards_in_the_grid(airflo
     assert {k: run["conf"][k] for k in ("first_shard", "last_shard", "source_url", "index_m", "index_ef_construction")} \
         == {"first_shard": 0, "last_shard": 1, "source_url": mirror.url, "index_m": 8, "index_ef_construction": 32}
 
-    browser.get(f"{server.url}/dags/laion_ingest/runs/{quote(run['dag_run_id'], safe='')}/tasks/shard.fetch/mapped")
+    browser.get(f"{server.url}/dags/laion_ingest/runs/{quote(run['dag_run_id'], safe='')}/tasks/ingest_shard/mapped")
     browser.execute_script(  # no CSS transitions: the screenshot shows the end state, not an animation
         "document.head.insertAdjacentHTML('beforeend', '<style>*{transition:none!important}</style>')")
-    click(browser, "'Expand all task groups' button", "[data-testid=expand-all-button]")
-    wait(browser, "grid row for shard.fetch", EC.visibility_of_element_located(
-        (By.CSS_SELECTOR, "[data-testid=task-shard-fetch]")))
+    wait(browser, "grid row for ingest_shard", EC.visibility_of_element_located(
+        (By.CSS_SELECTOR, "[data-testid=task-ingest_shard]")))
 
     def shard_labels(driver):  # the rendered map indexes listed in the mapped instances table
         labels = sorted(e.text for e in driver.find_elements(By.CSS_SELECTOR,
                                                              "[data-testid=table-cell-rendered_map_index]"))
         return labels if len(labels) == 2 else False
 
-    assert wait(browser, "2 mapped shard.fetch instances", shard_labels) == ["shard 0", "shard 1"]
-    assert [(ti["rendered_map_index"], ti["state"]) for ti in server.task_instances(run["dag_run_id"], "shard.fetch")] \
+    assert wait(browser, "2 mapped ingest_shard instances", shard_labels) == ["shard 0", "shard 1"]
+    assert [(ti["rendered_map_index"], ti["state"]) for ti in server.task_instances(run["dag_run_id"], "ingest_shard")] \
         == [("shard 0", "success"), ("shard 1", "success")]
     body = browser.find_element(By.TAG_NAME, "body").text
     assert "shard 0" in body and "shard 1" in body

@@ -5,9 +5,11 @@ LAION_TASK_RETRY_DELAY seconds (30) up to LAION_TASK_MAX_RETRY_DELAY (600). A Pe
 (HTTP 404, a corrupt or mismatched file) fails the task at once through Airflow's retry policy,
 without spending retries. Inside one try, downloads retry too (see retry.RetryPolicy).
 
-Concurrency: LAION_MAX_PARALLEL_DOWNLOADS (default 4) fetch tasks at once; LAION_MAX_PARALLEL_LOADS
-loads at once, default 1 on the embedded chdb (its data directory admits one process at a time;
-more would only wait on its lock) and 4 on a server.
+Concurrency: LAION_MAX_SHARDS_IN_FLIGHT (default 4) shards at once, each fetched, converted and
+loaded by one task, so the work directory holds at most that many shards' files. On the embedded
+chdb their loads take turns (its data directory admits one process at a time) while the others
+download; a server loads them at once. A shard that finds that many shards of its run holding files
+(some waiting for a retry) is rescheduled every LAION_IN_FLIGHT_POLL_SECONDS (15).
 
 Timeouts: a task try that runs longer than LAION_TASK_TIMEOUT_HOURS (4) fails and is retried, so a
 hung download or load cannot hold a worker for ever (downloads also drop a transfer slower than
@@ -38,13 +40,12 @@ def default_args() -> dict:
     }
 
 
-def parallel_downloads() -> int:
-    return int(os.environ.get("LAION_MAX_PARALLEL_DOWNLOADS", 4))
+def shards_in_flight() -> int:
+    return int(os.environ.get("LAION_MAX_SHARDS_IN_FLIGHT", 4))
 
 
-def parallel_loads() -> int:
-    default = 4 if settings.clickhouse_conn_id() else 1
-    return int(os.environ.get("LAION_MAX_PARALLEL_LOADS", default))
+def in_flight_poll() -> timedelta:
+    return timedelta(seconds=float(os.environ.get("LAION_IN_FLIGHT_POLL_SECONDS", 15)))
 
 
 def index_poll_seconds() -> float:

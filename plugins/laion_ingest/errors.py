@@ -16,3 +16,8 @@ class ShardFileError(PermanentError):
     def __init__(self, shard: int, file: str, problem: str):
         self.shard, self.file, self.problem = shard, file, problem
         super().__init__(f"shard {shard}: {file}: {problem}")
+
+
+class DiskSpaceError(RuntimeError):
+    """Not enough free disk for a download or a load: transient, since another shard's load or the
+    operator may free space before the retry."""

@@ -82,17 +82,50 @@ class _ShardProgress(Progress):
             self.advance(amount)
 
 
+def shard_sizes(shard: int, base_url: str, dest_dir: Path, policy: RetryPolicy | None = None,
+                auth: tuple[str, str] | None = None) -> dict[str, int | None]:
+    """The sizes of the shard's files: of those already downloaded, on disk; of the others, on the
+    server (HEAD; None where it does not say). Asked before a byte is downloaded, so that the work
+    directory's space is checked first and a missing file fails before the others are fetched."""
+    policy = policy or RetryPolicy.from_env()
+    base_url = base_url if base_url.endswith("/") else base_url + "/"
+    with requests.Session() as http:
+        http.auth = auth
+        return {name: (Path(dest_dir) / name).stat().st_size if (Path(dest_dir) / name).exists()
+                else _with_retries(shard, base_url, name, "size", lambda url: _size(http, url), policy)
+                for name in shard_files(shard)}
+
+
+def _size(http: requests.Session, url: str) -> int | None:
+    resp = http.head(url, timeout=TIMEOUT, allow_redirects=True)
+    _refuse_client_errors(resp, url)
+    resp.raise_for_status()
+    length = resp.headers.get("Content-Length")
+    return int(length) if length else None
+
+
 def _fetch_file(shard: int, base_url: str, name: str, dest: Path, policy: RetryPolicy,
                 progress: _ShardProgress, auth: tuple[str, str] | None) -> int:
     with requests.Session() as http:
         http.auth = auth
-        try:
-            return retrying(f"download of {base_url}{name}",
-                            lambda: _download(http, base_url + name, dest, name, progress), policy)
-        except PermanentError as exc:
-            raise ShardFileError(shard, name, str(exc)) from exc
-        except Exception as exc:  # transient, out of retries: say which file, whatever failed (disk, network)
-            raise DownloadError(f"shard {shard}: {name}: {type(exc).__name__}: {exc}") from exc
+        return _with_retries(shard, base_url, name, "download",
+                             lambda url: _download(http, url, dest, name, progress), policy)
+
+
+def _with_retries(shard: int, base_url: str, name: str, what: str, fn, policy: RetryPolicy):
+    """fn(url of the file), retried by policy; errors name the shard and the file."""
+    try:
+        return retrying(f"{what} of {base_url}{name}", lambda: fn(base_url + name), policy)
+    except PermanentError as exc:
+        raise ShardFileError(shard, name, str(exc)) from exc
+    except Exception as exc:  # transient, out of retries: say which file, whatever failed (disk, network)
+        raise DownloadError(f"shard {shard}: {name}: {type(exc).__name__}: {exc}") from exc
+
+
+def _refuse_client_errors(resp: requests.Response, url: str) -> None:
+    """4xx but a timeout or a rate limit: the file is not there for us, and asking again will not help."""
+    if 400 <= resp.status_code < 500 and resp.status_code not in (408, 429):
+        raise PermanentError(f"HTTP {resp.status_code} for {url}")
 
 
 class DownloadError(ConnectionError):
@@ -117,8 +150,7 @@ def _download(http: requests.Session, url: str, dest: Path, name: str, progress:
         if resp.status_code == 416 and have:  # the part file is already whole, or wrong: start over
             part.unlink()
             raise ConnectionError(f"{url}: range {have}- not satisfiable; restarting the download")
-        if 400 <= resp.status_code < 500 and resp.status_code not in (408, 429):
-            raise PermanentError(f"HTTP {resp.status_code} for {url}")
+        _refuse_client_errors(resp, url)
         resp.raise_for_status()
         if resp.status_code == 206:
             total = int(resp.headers["Content-Range"].rsplit("/", 1)[1])

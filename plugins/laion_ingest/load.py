@@ -13,7 +13,7 @@ from pathlib import Path
 
 from laion_ingest import staging
 from laion_ingest.clickhouse import ClickHouse
-from laion_ingest.errors import PermanentError
+from laion_ingest.errors import DiskSpaceError, PermanentError
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +60,6 @@ def check_disk_space(ch: ClickHouse, shard: int, rows: int) -> None:
     if free < need:
         raise DiskSpaceError(f"shard {shard}: loading {rows:,} rows needs about {need / 1e9:,.1f} GB free on"
                              f" ClickHouse's disk ({', '.join(paths)}), which has {free / 1e9:,.1f} GB")
-
-
-class DiskSpaceError(RuntimeError):
-    """Not enough free disk for a load; worth retrying once space is freed."""
 
 
 def wait_for_replaced_parts(ch: ClickHouse, timeout: float = 15.0) -> None:

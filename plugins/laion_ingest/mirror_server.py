@@ -12,8 +12,9 @@ error status; "cut" sends the headers and only half of the body, then closes
 the connection (a dropped download); "cut-unsized" does the same without a
 Content-Length; "short-length" announces and sends only half of the file as
 if it were whole; "html" answers 200 OK with an HTML error page; "drip" sends
-one byte every 0.2 s (at most 50). Once the list is empty the path is served
-normally. With `auth=(user, password)` every request needs those HTTP basic
+one byte every 0.2 s (at most 50); "huge" announces a Content-Length of 1 PB and
+sends nothing. Once the list is empty the path is served normally. Faults keyed
+by the path apply to GET; keyed "HEAD <path>", to HEAD. With `auth=(user, password)` every request needs those HTTP basic
 credentials (401 otherwise), like an authenticated mirror.
 """
 
@@ -27,7 +28,7 @@ from functools import partial
 from urllib.parse import unquote, urlsplit
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
-FAULTS = ("cut", "cut-unsized", "short-length", "html", "drip")
+FAULTS = ("cut", "cut-unsized", "short-length", "html", "drip", "huge")
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int] | None:
@@ -66,9 +67,15 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        fault = mirror._next_fault(self._url_path())
+        fault = mirror._next_fault(self._url_path() if body else "HEAD " + self._url_path())
         if isinstance(fault, int):
             self.send_error(fault)
+            return
+        if fault == "huge":
+            self.send_response(200)
+            self.send_header("Content-Length", str(10**15))
+            self.end_headers()
+            self.close_connection = body  # a GET's promised body never comes
             return
         if fault == "html":
             page = b"<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>\n"

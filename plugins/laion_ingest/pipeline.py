@@ -6,39 +6,21 @@ process (its own Airflow task), because everything it needs is on disk under
 """
 from __future__ import annotations
 
-import fcntl
 import logging
 import shutil
 from contextlib import contextmanager
-from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from laion_ingest import settings, staging
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.convert import convert_shard, staged_name
-from laion_ingest.fetch import fetch_shard
+from laion_ingest.fetch import fetch_shard, shard_sizes
 from laion_ingest.ledger import Attempt, differing_shards, shard_status
 from laion_ingest.load import create_tables, load_shard
+from laion_ingest.work_space import reserve, shard_dir, shard_files_held, take_turn
 
 log = logging.getLogger(__name__)
-
-
-def shard_dir(shard: int) -> Path:
-    return settings.work_dir() / f"shard_{shard}"
-
-
-@contextmanager
-def shard_files_held(shard: int):
-    """Hold the shard's work directory while a stage uses it: two processes working on one shard
-    (a run and the command line, say) take turns instead of appending to the same download or
-    deleting the file the other is loading. The lock file lives outside the directory, which a load
-    deletes."""
-    locks = settings.work_dir() / "locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    with open(locks / f"shard_{shard}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
 
 
 def plan(first: int, last: int, force: bool = False) -> list[int]:
@@ -79,21 +61,43 @@ def recorded(attempt: Attempt, stage: str):
         raise
 
 
-def fetch(attempt: Attempt, source_url: str, force: bool = False) -> dict:
+def ingest(attempt: Attempt, source_url: str, force: bool = False, in_flight: int | None = None) -> int:
+    """A shard's whole way: fetch, convert, load; returns the rows loaded. One Airflow task runs
+    this per shard, and at most `in_flight` shards of a run hold files at once (work_space.py), so
+    the work directory stays bounded whatever the range. A retry redoes only what is missing:
+    fetch keeps whole files, convert keeps a finished staged Parquet."""
+    attempt.source_bytes = fetch(attempt, source_url, force, in_flight)["files"]
+    return load(attempt, convert(attempt))
+
+
+def fetch(attempt: Attempt, source_url: str, force: bool = False, in_flight: int | None = None) -> dict:
     """Download the shard; returns {"files": {name: bytes}, "started_at": unix time} for the load's
     ledger row. force: fetch again what an earlier run left in the work directory (a retry of the
-    same task keeps what its first try downloaded)."""
-    with recorded(attempt, "fetch"), shard_files_held(attempt.shard):
+    same task keeps what its first try downloaded). in_flight: raise work_space.NoTurnYet, before
+    anything is downloaded or recorded, while that many other shards of the run hold files."""
+    with shard_files_held(attempt.shard):
         if force and attempt.try_number == 1:
             shutil.rmtree(shard_dir(attempt.shard), ignore_errors=True)
-        files = fetch_shard(attempt.shard, source_url, shard_dir(attempt.shard), auth=settings.source_auth())
+        if in_flight:
+            take_turn(attempt.shard, attempt.run_id, in_flight)
+        with recorded(attempt, "fetch"):
+            folder, auth = shard_dir(attempt.shard), settings.source_auth()
+            reserve(attempt.shard, attempt.run_id, shard_sizes(attempt.shard, source_url, folder, auth=auth))
+            files = fetch_shard(attempt.shard, source_url, folder, auth=auth)
     return {"files": files, "started_at": attempt.started_at}
 
 
 def convert(attempt: Attempt) -> int:
+    """Convert the fetched shard; a staged Parquet already there is whole (convert renames it into
+    place last) and is kept."""
     folder = shard_dir(attempt.shard)
+    staged = folder / staged_name(attempt.shard)
     with recorded(attempt, "convert"), shard_files_held(attempt.shard):
-        return convert_shard(attempt.shard, folder, folder / staged_name(attempt.shard))
+        if staged.exists():
+            rows = pq.ParquetFile(staged).metadata.num_rows
+            log.info("shard %d: %s already converted (%d rows)", attempt.shard, staged.name, rows)
+            return rows
+        return convert_shard(attempt.shard, folder, staged)
 
 
 def load(attempt: Attempt, rows: int | None = None) -> int:
