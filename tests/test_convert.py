@@ -1,16 +1,21 @@
 """convert: the staged Parquet's shape, and clear errors for bad input naming shard and file."""
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import ROOT
 from laion_ingest import fetch
 from laion_ingest.convert import ID_BASE, METADATA, convert_shard
 from laion_ingest.errors import ShardFileError
+from laion_ingest.mirror import generate_shard
 
 
 @pytest.fixture
@@ -129,3 +134,24 @@ def test_a_non_finite_vector_is_refused_naming_its_row(shard_files, tmp_path, va
     with pytest.raises(ShardFileError, match="shard 1: text_emb/text_emb_1.npy: row 1234 holds NaN or infinite"):
         convert_shard(1, shard_files, tmp_path / "out.parquet", batch_rows=1000)
     assert not (tmp_path / "out.parquet").exists()
+
+
+def test_megabyte_captions_convert_in_bounded_memory(tmp_path):
+    """Batches are sized in bytes, not rows: 800 captions of 1 MiB took 6 GB in batches of 16,384
+    rows. The source has pages of 8 values (what a page holds is the source writer's choice, and a
+    reader holds one page whole)."""
+    generate_shard(tmp_path, 0, 800)
+    meta_path = tmp_path / "metadata/metadata_0.parquet"
+    meta = pq.read_table(meta_path)
+    captions = pa.array([f"caption {i} " * (1 << 17) for i in range(meta.num_rows)])  # ~1.3 MiB each
+    pq.write_table(meta.set_column(meta.schema.get_field_index("caption"), "caption", captions), meta_path,
+                   write_batch_size=8)
+    # VmHWM, the process's own peak: ru_maxrss would also count the peak of this test's process
+    # (Linux carries it across the exec).
+    code = ("import re, sys; from pathlib import Path; from laion_ingest.convert import convert_shard;"
+            "convert_shard(0, Path(sys.argv[1]), Path(sys.argv[1]) / 'out.parquet');"
+            "print(int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1]) // 1024)")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "plugins")})
+    assert int(done.stdout.split()[-1]) < 1000  # MB of peak RSS
+    assert pq.read_table(tmp_path / "out.parquet", columns=["caption"]).column(0).combine_chunks().equals(captions)

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 DIM = 512
 ID_BASE = 1_000_000_000  # id = shard * ID_BASE + row; a shard can never reach 10^9 rows (2 TB of .npy)
 BATCH_ROWS = 16_384
+BATCH_BYTES = 64 << 20  # at most this much of the source in memory per batch (1 MiB captions exist)
 
 METADATA = pa.schema([
     ("image_path", pa.string()), ("caption", pa.string()), ("NSFW", pa.string()),
@@ -66,11 +67,12 @@ def convert_shard(shard: int, src_dir: Path, out_path: Path, batch_rows: int = B
         with pq.ParquetWriter(part, schema, compression={n: "zstd" for n in plain} | {n: "none" for n in leaves},
                               use_dictionary=plain, write_statistics=plain) as out:
             # One reader thread: Arrow's reader threads each keep an allocator heap of their own.
-            for batch in meta.iter_batches(batch_size=batch_rows, columns=METADATA.names, use_threads=False):
+            rows_per_batch = _rows_per_batch(meta, 2 * DIM * img.dtype.itemsize, batch_rows)
+            for batch in meta.iter_batches(batch_size=rows_per_batch, columns=METADATA.names, use_threads=False):
                 n = batch.num_rows
                 columns = [*key_columns(shard, start, n), *_cast_metadata(shard, meta_name, batch),
                            img.vectors(n), text.vectors(n)]
-                out.write_batch(pa.record_batch(columns, schema=schema), row_group_size=batch_rows)
+                out.write_batch(pa.record_batch(columns, schema=schema), row_group_size=rows_per_batch)
                 start += n
                 progress.advance(n)
     part.rename(out_path)
@@ -158,6 +160,18 @@ class _Npy:
 
     def __exit__(self, *exc) -> None:
         self.file.close()
+
+
+def _rows_per_batch(meta: pq.ParquetFile, vector_bytes: int, most: int) -> int:
+    """Rows per batch so that a batch holds about BATCH_BYTES: LAION's ~2.5 KB rows make the
+    batches `most` rows, a shard of 1 MiB captions makes them a few dozen. The rows' size is the
+    metadata's uncompressed bytes per row in its largest row group. (A reader also holds one whole
+    page of the source, which the source's writer sized: pyarrow's default of 1024 values a page
+    makes 1 GB pages of 1 MiB captions, beyond any reader's control.)"""
+    md = meta.metadata
+    per_row = max((md.row_group(i).total_byte_size / max(md.row_group(i).num_rows, 1)
+                   for i in range(md.num_row_groups)), default=0)
+    return int(max(1, min(most, BATCH_BYTES // (per_row + vector_bytes))))
 
 
 def _open_metadata(shard: int, src_dir: Path, name: str) -> pq.ParquetFile:
