@@ -155,3 +155,17 @@ def test_megabyte_captions_convert_in_bounded_memory(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(ROOT / "plugins")})
     assert int(done.stdout.split()[-1]) < 1000  # MB of peak RSS
     assert pq.read_table(tmp_path / "out.parquet", columns=["caption"]).column(0).combine_chunks().equals(captions)
+
+
+def test_a_full_disk_names_the_file_and_leaves_no_part(shard_files):
+    """Writing fails as on a full disk (a file-size limit: the write gets EFBIG instead of ENOSPC):
+    the error names the shard and the file, is not permanent (a retry may find space), and the
+    half-written file is deleted."""
+    code = ("import resource, signal, sys; from pathlib import Path; from laion_ingest.convert import convert_shard\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))\n"
+            "try:\n    convert_shard(1, Path(sys.argv[1]), Path(sys.argv[1]) / 'out.parquet', batch_rows=256)\n"
+            "except OSError as exc:\n    print(type(exc).__name__, exc.errno, exc)")
+    done = subprocess.run([sys.executable, "-c", code, str(shard_files)], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "plugins")})
+    assert done.stdout.startswith("OSError 27 [Errno 27] shard 1: writing ") and "out.parquet.part:" in done.stdout
+    assert not list(shard_files.glob("out.parquet*"))

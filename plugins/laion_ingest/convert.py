@@ -64,17 +64,21 @@ def convert_shard(shard: int, src_dir: Path, out_path: Path, batch_rows: int = B
         # Embeddings are incompressible and never filtered on: stored plain, without dictionary,
         # statistics or compression (options of a nested column are keyed by its leaf's path).
         leaves = ["image_embedding.list.element", "text_embedding.list.element"]
-        with pq.ParquetWriter(part, schema, compression={n: "zstd" for n in plain} | {n: "none" for n in leaves},
-                              use_dictionary=plain, write_statistics=plain) as out:
-            # One reader thread: Arrow's reader threads each keep an allocator heap of their own.
-            rows_per_batch = _rows_per_batch(meta, 2 * DIM * img.dtype.itemsize, batch_rows)
-            for batch in meta.iter_batches(batch_size=rows_per_batch, columns=METADATA.names, use_threads=False):
-                n = batch.num_rows
-                columns = [*key_columns(shard, start, n), *_cast_metadata(shard, meta_name, batch),
-                           img.vectors(n), text.vectors(n)]
-                out.write_batch(pa.record_batch(columns, schema=schema), row_group_size=rows_per_batch)
-                start += n
-                progress.advance(n)
+        try:
+            with pq.ParquetWriter(part, schema, compression={n: "zstd" for n in plain} | {n: "none" for n in leaves},
+                                  use_dictionary=plain, write_statistics=plain) as out:
+                # One reader thread: Arrow's reader threads each keep an allocator heap of their own.
+                rows_per_batch = _rows_per_batch(meta, 2 * DIM * img.dtype.itemsize, batch_rows)
+                for batch in meta.iter_batches(batch_size=rows_per_batch, columns=METADATA.names, use_threads=False):
+                    n = batch.num_rows
+                    columns = [*key_columns(shard, start, n), *_cast_metadata(shard, meta_name, batch),
+                               img.vectors(n), text.vectors(n)]
+                    out.write_batch(pa.record_batch(columns, schema=schema), row_group_size=rows_per_batch)
+                    start += n
+                    progress.advance(n)
+        except OSError as exc:  # a full disk, say: name the file, free its space; the retry starts over
+            part.unlink(missing_ok=True)
+            raise OSError(exc.errno, f"shard {shard}: writing {part}: {exc}") from exc
     part.rename(out_path)
     progress.finish()
     return rows
