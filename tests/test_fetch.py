@@ -4,13 +4,17 @@ from __future__ import annotations
 import filecmp
 import json
 import logging
+import os
 import re
 import shutil
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from conftest import ROOT
 from laion_ingest import pipeline, work_space
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.errors import DiskSpaceError, PermanentError, ShardFileError
@@ -220,3 +224,17 @@ def test_a_run_waits_while_its_shards_in_flight_hold_files(mirror, chdb_env):
     with ClickHouse() as ch:
         create_tables(ch)
         assert ch.query("SELECT count() FROM laion_ledger")[0][0] == 0
+
+
+def test_a_full_disk_names_the_shard_and_file(mirror, tmp_path):
+    """A write that fails (a file-size limit stands in for a full disk) is retried, then reported
+    naming the shard and the file, as a transient error."""
+    code = ("import resource, signal, sys; from pathlib import Path; from laion_ingest.fetch import fetch_shard\n"
+            "from laion_ingest.retry import RetryPolicy\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))\n"
+            "try:\n    fetch_shard(0, sys.argv[1], Path(sys.argv[2]), RetryPolicy(2, 0.01, 0.01))\n"
+            "except Exception as exc:\n    print(type(exc).__name__, exc)")
+    done = subprocess.run([sys.executable, "-c", code, mirror.url, str(tmp_path)], capture_output=True, text=True,
+                          check=True, env={**os.environ, "PYTHONPATH": str(ROOT / "plugins")})
+    assert re.match(r"DownloadError shard 0: (img|text)_emb/(img|text)_emb_0.npy: OSError: \[Errno 27\] File too large",
+                    done.stdout), done.stdout
