@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT
 from laion_ingest.clickhouse import Chdb, EngineBusy
 
-STAGES = ["mirror", "serve", "fetch", "convert", "load", "index", "search", "status"]
+STAGES = ["mirror", "serve", "fetch", "convert", "load", "index", "search", "status", "plan"]
 
 
 def cli(*args, env=None, check=True) -> subprocess.CompletedProcess:
@@ -74,6 +74,8 @@ def test_a_second_process_waits_for_the_chdb_directory(chdb_env):
     (["convert", "2.0"], "argument shard: '2.0' is not a whole number"),
     (["search", "-k", str(2**40)], f"argument -k: {2**40} is not in 1..1000"),
     (["index", "--m", "0"], "argument --m: 0 is not in 2..512"),
+    (["plan", "--shards", "5-3"], "argument --shards: '5-3': 5 is after 3"),
+    (["plan", "--shards", "0-410"], "argument --shards: 410 is not in 0..409"),
 ])
 def test_out_of_range_numbers_are_refused_naming_the_value(args, problem):
     result = cli(*args, check=False)
@@ -90,3 +92,15 @@ def test_a_symlinked_chdb_path_takes_the_same_lock(chdb_env, tmp_path):
             Chdb(link, lock_timeout=1)
     finally:
         holder.close()
+
+
+def test_plan_sizes_the_whole_data_set_with_the_seed_index():
+    """The issue's figure: ~614 GB of RAM per index column for 400M rows at bf16, M=64 (ClickHouse's
+    formula); 410 shards are ~410M rows. It opens no engine."""
+    out = cli("plan", "--shards", "0-409", env={"LAION_CHDB_PATH": "/nonexistent/never-created"}).stdout
+    assert "index RAM per column: 630 GB in all" in out
+    assert "fits 1 node(s) of 256 GB RAM: no (nodes needed at 256 GB: 7)" in out
+    assert "index build: about 216 core-hours" in out
+    out = cli("plan", "--shards", "0-9", "--m", "16", "--ef-construction", "64", "--quantization", "i8").stdout
+    assert "vector_similarity('hnsw', 'cosineDistance', 512, 'i8', 16, 64)" in out
+    assert "fits 1 node(s) of 256 GB RAM: yes" in out

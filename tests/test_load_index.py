@@ -1,6 +1,7 @@
 """load and index against chdb: atomic replacement, nothing lost on failure, each part indexed once."""
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from laion_ingest.convert import convert_shard, staged_name
 from laion_ingest.errors import DiskSpaceError, PermanentError
 from laion_ingest.index import IndexParams, build_indexes
 from laion_ingest.ledger import Attempt, differing_shards, shard_status
+from laion_ingest import index as index_module
 from laion_ingest import load as load_module
 from laion_ingest.load import create_tables, load_shard
 from laion_ingest.mirror import generate_shard
@@ -243,3 +245,18 @@ def test_a_table_left_by_a_drop_that_crashed_is_deleted_on_the_next_open(chdb_en
             break
         time.sleep(0.5)
     assert left == 0 and not list(Path(path, "metadata_dropped").iterdir())
+
+
+def test_the_index_stage_warns_when_the_cache_cannot_hold_the_graphs(mirror, chdb_env, monkeypatch, caplog):
+    """The plan's formula is checked against the index files ClickHouse wrote, and the index stage
+    warns, naming the setting, when vector_similarity_index_cache_size (set for chdb through
+    LAION_CHDB_SERVER_SETTINGS) is smaller than the graphs."""
+    monkeypatch.setenv("LAION_CHDB_SERVER_SETTINGS", "vector_similarity_index_cache_size=1000000")
+    rows = load(mirror, 0)
+    caplog.set_level(logging.WARNING, logger="laion_ingest.index")
+    with ClickHouse() as ch:
+        build_indexes(ch, SMALL)
+        on_disk = ch.query("SELECT sum(data_compressed_bytes) FROM system.data_skipping_indices"
+                           " WHERE database = currentDatabase() AND table = 'laion' AND name = 'image_index'")[0][0]
+    assert abs(on_disk - index_module.index_bytes(rows, SMALL)) < 0.1 * on_disk
+    assert "vector_similarity_index_cache_size is 0.0 GB: raise it in the server's config to at least" in caplog.text

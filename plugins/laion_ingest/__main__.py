@@ -8,6 +8,7 @@
     python -m laion_ingest index --m 16 --ef-construction 64
     python -m laion_ingest search --shard 0 --row 42
     python -m laion_ingest status
+    python -m laion_ingest plan --shards 0-409 --nodes 4 --ram-gb 256   # what a range costs
 """
 from __future__ import annotations
 
@@ -72,6 +73,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="hits (1..1000: beyond max_limit_for_vector_search_queries the index is not used)")
     s.set_defaults(run=_search)
 
+    s = sub.add_parser("plan", help="rows, disk, index RAM per node, cache and build core-hours of a shard range")
+    s.add_argument("--shards", type=shard_range, default=(0, settings.SHARD_COUNT - 1), help="A-B or N (default 0-409)")
+    s.add_argument("--nodes", type=bounded(1, 1000), default=1, help="ClickHouse nodes the shards spread over")
+    s.add_argument("--ram-gb", type=float, default=256, help="RAM of a node, GB (default 256)")
+    _index_args(s)
+    s.set_defaults(run=_plan)
+
     s = sub.add_parser("status", help="shards loaded, rows and failures, from the ledger")
     s.add_argument("--json", action="store_true")
     s.set_defaults(run=_status)
@@ -90,6 +98,16 @@ def bounded(low: int, high: int):
             raise argparse.ArgumentTypeError(f"{value} is not in {low}..{high}")
         return value
     return parse
+
+
+def shard_range(text: str) -> tuple[int, int]:
+    """An argparse type: "A-B" or "N", shards in 0..409, A <= B."""
+    first, _, last = text.partition("-")
+    shard = bounded(0, settings.SHARD_COUNT - 1)
+    low, high = shard(first), shard(last or first)
+    if low > high:
+        raise argparse.ArgumentTypeError(f"{text!r}: {low} is after {high}")
+    return low, high
 
 
 def _index_args(s: argparse.ArgumentParser) -> None:
@@ -157,6 +175,14 @@ def _search(args) -> None:
         for h in hits:
             print(f"  {h.distance:.4f}  {h.url}  {(h.caption or '')[:70]!r}")
     print(f"recall@{args.k}: {recall(ann, exact):.2f}")
+
+
+def _plan(args) -> None:
+    from laion_ingest.index import IndexParams
+    from laion_ingest.sizing import estimate, report
+
+    params = IndexParams(args.metric, args.quantization, args.m, args.ef_construction)
+    print(report(estimate(*args.shards, params, args.nodes, args.ram_gb), params))
 
 
 def _status(args) -> None:

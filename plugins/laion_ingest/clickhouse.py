@@ -81,7 +81,7 @@ class Chdb:
             # on disk until some process did. With 0 the next open deletes it.
             self.client = clickhouse_connect.get_client(
                 interface="chdb", path=str(self.path),
-                chdb_options={"database_atomic_delay_before_drop_table_sec": "0"})
+                chdb_options={"database_atomic_delay_before_drop_table_sec": "0", **settings.chdb_server_settings()})
         except BaseException:
             self._lock.close()
             raise

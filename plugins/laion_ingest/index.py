@@ -34,9 +34,39 @@ class IndexParams:
                 f" {self.m}, {self.ef_construction})")
 
 
+QUANTIZATION_BYTES = {"f64": 8, "f32": 4, "f16": 2, "bf16": 2, "i8": 1, "b1": 1 / 8}
+CACHE_PER_INDEX_BYTE = 1.24  # the index cache held 1.24x the index files (research/FACTS.md)
+
+
+def index_bytes(rows: int, params: IndexParams) -> int:
+    """One column's HNSW index in memory: ClickHouse's formula, N x dim x bytes(quantization) +
+    N x M x 8, which matched the index files here within ~21 bytes per row."""
+    return int(rows * (512 * QUANTIZATION_BYTES[params.quantization] + params.m * 8))
+
+
+def check_capacity(ch: ClickHouse, params: IndexParams) -> None:
+    """Before hours of build: refuse a part whose two graphs cannot be built within the server's
+    memory limit, and warn when the index cache cannot hold every graph (each query would then read
+    the graphs from disk: 3x slower than brute force was measured). `python -m laion_ingest plan`
+    gives the same numbers for a shard range."""
+    rows, largest, cache, memory = ch.run("index_capacity")[0]
+    build = 2 * index_bytes(largest or 0, params)  # one mutation builds both of a part's graphs
+    if memory and build > memory:
+        raise PermanentError(
+            f"the largest part ({largest:,} rows) needs about {build / 1e9:,.1f} GB to build both graphs with"
+            f" {params.type_full()}, over the server's memory limit of {memory / 1e9:,.1f} GB"
+            " (max_server_memory_usage): choose a smaller M or quantization, or give ClickHouse more memory")
+    cached = int(2 * index_bytes(rows or 0, params) * CACHE_PER_INDEX_BYTE)
+    if cached > cache:
+        log.warning("the vector indexes of %s rows need about %.1f GB of index cache to be searched without"
+                    " reading graphs from disk on every query, and vector_similarity_index_cache_size is %.1f GB:"
+                    " raise it in the server's config to at least %d", f"{rows:,}", cached / 1e9, cache / 1e9, cached)
+
+
 def add_indexes(ch: ClickHouse, params: IndexParams) -> list[str]:
     """Declare both indexes; returns the ones that did not exist. An existing index with other
-    parameters is an error rather than a silent rebuild of hours of work."""
+    parameters is an error rather than a silent rebuild of hours of work. Checks the capacity first."""
+    check_capacity(ch, params)
     existing = {name: type_full for name, _, type_full in ch.run("vector_index_definitions")}
     added = []
     for name, column in INDEXES.items():

@@ -58,6 +58,18 @@ def chdb_path() -> Path:
     return Path(os.environ.get("LAION_CHDB_PATH") or _data_home() / "laion_ingest" / "chdb")
 
 
+def chdb_server_settings() -> dict[str, str]:
+    """Server settings of the embedded ClickHouse, LAION_CHDB_SERVER_SETTINGS="name=value,...": a
+    server's config.xml has them, chdb has no config file. The one that matters is
+    vector_similarity_index_cache_size (5 GB by default; `python -m laion_ingest plan` says how much)."""
+    text = os.environ.get("LAION_CHDB_SERVER_SETTINGS", "")
+    pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
+    bad = [p[0] for p in pairs if len(p) != 2]
+    if bad:
+        raise ValueError(f"LAION_CHDB_SERVER_SETTINGS: {bad} is not name=value")
+    return {name.strip(): value.strip() for name, value in pairs}
+
+
 def work_dir() -> Path:
     """Downloads and converted Parquet, per shard; each shard's files are removed once it is loaded."""
     return Path(os.environ.get("LAION_WORK_DIR") or _data_home() / "laion_ingest" / "work")
