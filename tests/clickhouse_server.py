@@ -13,7 +13,8 @@ named user with a password and only the grants README lists (clickhouse-local it
 `async_insert = 0` instead of clickhouse-local's 1. What it cannot imitate: its file() reads any
 path (a real server reads only user_files), its `default` database also shows the file system (a
 CREATE TABLE there needs READ ON FILE: use another database), and it has no Keeper, ON CLUSTER or
-Replicated engines.
+Replicated engines. Two of them with `remote_servers` naming each other (`cluster_config`) make a
+cluster: Distributed tables, `cluster()` and ANN through a Distributed table work.
 
     python tests/clickhouse_server.py DIR     # the server process; DIR holds config.xml
 """
@@ -36,6 +37,7 @@ USER, ADMIN, PASSWORD = "laion", "admin", "ch-test-pw"
 GRANTS = ["GRANT SELECT, INSERT, CREATE TABLE, DROP TABLE, OPTIMIZE, ALTER ADD INDEX, ALTER MATERIALIZE INDEX,"
           " ALTER DELETE ON *.*",
           "GRANT TABLE ENGINE ON MergeTree", "GRANT READ ON S3"]
+CLUSTER_GRANTS = GRANTS + ["GRANT TABLE ENGINE ON Distributed", "GRANT REMOTE ON *.*"]  # README, on a cluster
 MARKER = "laion_test_server_keepalive"
 
 CONFIG = """<clickhouse>
@@ -88,11 +90,18 @@ USERS = """<clickhouse>
 """
 
 
+def cluster_config(name: str, tcp_ports: list[int]) -> str:
+    """remote_servers for a cluster of one-replica shards on 127.0.0.1, queried as the package's user."""
+    shards = "".join(f"<shard><replica><host>127.0.0.1</host><port>{port}</port><user>{USER}</user>"
+                     f"<password>{PASSWORD}</password></replica></shard>" for port in tcp_ports)
+    return f"<remote_servers><{name}>{shards}</{name}></remote_servers>"
+
+
 class ClickHouseServer:
     """One server process: `with ClickHouseServer(dir) as server: server.http_url ...`."""
 
     def __init__(self, base: Path, extra_config: str = "", http_port: int | None = None,
-                 tcp_port: int | None = None):
+                 tcp_port: int | None = None, grants: list[str] = GRANTS):
         self.base = Path(base)
         self.base.mkdir(parents=True, exist_ok=True)
         self.http_port = http_port or free_port()
@@ -100,7 +109,7 @@ class ClickHouseServer:
         (self.base / "config.xml").write_text(CONFIG.format(http_port=self.http_port, tcp_port=self.tcp_port,
                                                             extra=extra_config))
         (self.base / "users.xml").write_text(USERS.format(
-            user=USER, admin=ADMIN, password=PASSWORD, grants="\n".join(f"<query>{g}</query>" for g in GRANTS)))
+            user=USER, admin=ADMIN, password=PASSWORD, grants="\n".join(f"<query>{g}</query>" for g in grants)))
         self.proc: subprocess.Popen | None = None
 
     @property

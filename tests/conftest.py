@@ -10,6 +10,7 @@ Each is a set of environment variables, so the same test drives the package in-p
 from __future__ import annotations
 
 import itertools
+from contextlib import contextmanager
 import os
 import subprocess
 import sys
@@ -23,7 +24,8 @@ sys.path.insert(0, str(ROOT / "plugins"))
 from laion_ingest.clickhouse import ClickHouse  # noqa: E402
 from laion_ingest.mirror import generate_mirror  # noqa: E402
 from laion_ingest.mirror_server import MirrorServer  # noqa: E402
-from clickhouse_server import ClickHouseServer  # noqa: E402
+from clickhouse_server import CLUSTER_GRANTS, ClickHouseServer, cluster_config  # noqa: E402
+from ports import free_port  # noqa: E402
 from s3_server import BUCKET, S3Server  # noqa: E402
 
 MIRROR_ROWS = 3000  # nominal; actual counts are not round (see mirror.shard_rows)
@@ -51,13 +53,37 @@ def clickhouse_server(tmp_path_factory):
         yield server
 
 
+CLUSTER = "laion_test"
+
+
+@contextmanager
+def running_cluster(base: Path):
+    """Two servers on loopback forming the cluster `laion_test` (remote_servers; no Keeper)."""
+    ports = [(free_port(), free_port()) for _ in range(2)]
+    config = cluster_config(CLUSTER, [tcp for _, tcp in ports])
+    servers = []
+    try:
+        for i, (http, tcp) in enumerate(ports):
+            servers.append(ClickHouseServer(base / f"node{i + 1}", config, http, tcp, CLUSTER_GRANTS).start())
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster_servers(tmp_path_factory):
+    with running_cluster(tmp_path_factory.mktemp("cluster")) as servers:
+        yield servers
+
+
 @pytest.fixture(scope="session")
 def s3(tmp_path_factory):
     with S3Server(tmp_path_factory.mktemp("seaweedfs")) as server:
         yield server
 
 
-ENGINE_VARIABLES = ("LAION_CHDB_PATH", "LAION_CLICKHOUSE_CONN_ID", "AIRFLOW_CONN_LAION_CLICKHOUSE",
+ENGINE_VARIABLES = ("LAION_CHDB_PATH", "LAION_CLICKHOUSE_CONN_ID", "AIRFLOW_CONN_LAION_CLICKHOUSE", "LAION_CLICKHOUSE_CLUSTER",
                     "LAION_STAGING_URL", "LAION_S3_CONN_ID", "AIRFLOW_CONN_LAION_S3")
 
 
@@ -71,6 +97,19 @@ def engine_variables(engine: str, base: Path, request) -> dict[str, str]:
     server.sql(f"CREATE DATABASE {database}")
     return {**env, "LAION_CLICKHOUSE_CONN_ID": "laion_clickhouse",
             "AIRFLOW_CONN_LAION_CLICKHOUSE": server.connection_uri(database),
+            "LAION_STAGING_URL": f"s3://{BUCKET}/{database}", "LAION_S3_CONN_ID": "laion_s3",
+            "AIRFLOW_CONN_LAION_S3": s3.connection()}
+
+
+def cluster_variables(base: Path, servers, s3) -> dict[str, str]:
+    """The package on the cluster: a fresh database on both nodes, the connection to the second node
+    (any node may be the entry), shards staged in S3."""
+    database = f"test_{next(_databases)}"
+    for server in servers:
+        server.sql(f"CREATE DATABASE {database}")
+    return {"LAION_WORK_DIR": str(base / "work"), "LAION_RETRY_INITIAL_DELAY": "0.05",
+            "LAION_CLICKHOUSE_CONN_ID": "laion_clickhouse", "LAION_CLICKHOUSE_CLUSTER": CLUSTER,
+            "AIRFLOW_CONN_LAION_CLICKHOUSE": servers[1].connection_uri(database),
             "LAION_STAGING_URL": f"s3://{BUCKET}/{database}", "LAION_S3_CONN_ID": "laion_s3",
             "AIRFLOW_CONN_LAION_S3": s3.connection()}
 

@@ -1,4 +1,5 @@
--- The LAION-400M table: the seed's columns (url, caption, NSFW, similarity, image_embedding,
+-- The LAION-400M table (paste with --param_table=laion; on a cluster it is laion_local on every node,
+-- under a Distributed laion: create_laion_distributed.sql): the seed's columns (url, caption, NSFW, similarity, image_embedding,
 -- text_embedding) plus a stable id, the shard and row it came from, and every other metadata column.
 --
 -- PARTITION BY shard: one partition per source shard, so a shard is (re)loaded atomically with
@@ -15,7 +16,7 @@
 -- old parts had outlived every process: 4 reloads of one shard left 4 copies on disk). The minutes
 -- of protection they gave against a crash before the new part reached the disk are not needed: each
 -- plan compares the table with the ledger and reloads a shard that differs.
-CREATE TABLE IF NOT EXISTS laion
+CREATE TABLE IF NOT EXISTS {table:Identifier}
 (
     id              UInt64,              -- shard * 1000000000 + row: stable across reloads
     shard           UInt16,              -- N of img_emb_N.npy / metadata_N.parquet

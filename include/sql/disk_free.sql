@@ -4,5 +4,5 @@ SELECT groupArray(path) AS paths, sum(free_space) AS free
 FROM system.disks
 WHERE name IN (
     SELECT arrayJoin(disks) FROM system.storage_policies
-    WHERE policy_name = (SELECT storage_policy FROM system.tables WHERE database = currentDatabase() AND name = 'laion')
+    WHERE policy_name = (SELECT storage_policy FROM system.tables WHERE database = currentDatabase() AND name = {table:String})
 );

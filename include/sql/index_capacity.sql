@@ -3,9 +3,9 @@
 -- cache and the server's memory limit (0 where the server does not say).
 SELECT
     (SELECT sum(rows) FROM system.parts
-     WHERE database = currentDatabase() AND table = 'laion' AND active) AS table_rows,
+     WHERE database = currentDatabase() AND table = {table:String} AND active) AS table_rows,
     (SELECT max(rows) FROM system.parts
-     WHERE database = currentDatabase() AND table = 'laion' AND active) AS largest_part_rows,
+     WHERE database = currentDatabase() AND table = {table:String} AND active) AS largest_part_rows,
     (SELECT toUInt64(value) FROM system.server_settings
      WHERE name = 'vector_similarity_index_cache_size') AS index_cache_bytes,
     (SELECT toUInt64OrZero(value) FROM system.server_settings

@@ -1,4 +1,4 @@
 SELECT DISTINCT partition
 FROM system.parts
-WHERE database = currentDatabase() AND table = 'laion' AND active AND rows > 0
+WHERE database = currentDatabase() AND table = {table:String} AND active AND rows > 0
 ORDER BY toUInt32(partition);

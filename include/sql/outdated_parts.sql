@@ -2,4 +2,4 @@
 -- Empty parts are left out: REPLACE PARTITION leaves a 135-byte one that ClickHouse keeps longer.
 SELECT count(), sum(bytes_on_disk)
 FROM system.parts
-WHERE database = currentDatabase() AND table = 'laion' AND NOT active AND rows > 0;
+WHERE database = currentDatabase() AND table = {table:String} AND NOT active AND rows > 0;

@@ -7,6 +7,6 @@ DROP TABLE IF EXISTS {stage:Identifier} SYNC;
 -- Staged parts (one per ~32 MB insert block) are Compact: one data file each instead of two or
 -- three per column, which made the insert of a 1M-row shard about twice as fast here (bench/). The
 -- merged part, from 64 MB up, is Wide like any other in laion.
-CREATE TABLE {stage:Identifier} AS laion
+CREATE TABLE {stage:Identifier} AS {table:Identifier}
 SETTINGS max_bytes_to_merge_at_max_space_in_pool = 1, max_bytes_to_merge_at_min_space_in_pool = 1,
     min_bytes_for_wide_part = 67108864;

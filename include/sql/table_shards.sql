@@ -3,6 +3,6 @@
 -- the ledger's row count; a shard published twice (a crash inside REPLACE PARTITION) shows two.
 SELECT toUInt16(partition) AS shard, sum(rows) AS shard_rows, count() AS parts
 FROM system.parts
-WHERE database = currentDatabase() AND table = 'laion' AND active AND rows > 0
+WHERE database = currentDatabase() AND table = {table:String} AND active AND rows > 0
 GROUP BY partition
 ORDER BY shard;

@@ -2,6 +2,6 @@
 -- Both vector indexes are always materialized together, in one mutation per partition.
 SELECT DISTINCT partition
 FROM system.parts
-WHERE database = currentDatabase() AND table = 'laion' AND active AND rows > 0
+WHERE database = currentDatabase() AND table = {table:String} AND active AND rows > 0
   AND secondary_indices_compressed_bytes = 0
 ORDER BY toUInt32(partition);

@@ -10,6 +10,12 @@ such strings (a ledger error holding `b'\x93NUMPY'` became invalid UTF-8), and t
 client sent a dict as JSON where the SQL asks for a Map: neither difference could be seen while the
 engines had two code paths.
 
+On a cluster (LAION_CLICKHOUSE_CLUSTER, the name of a cluster in the servers' remote_servers) the
+connection's node holds the ledger and a Distributed `laion` over every node's `laion_local`;
+`each_node()` and `node_for(shard)` open the nodes themselves, with the same connection's
+credentials, for what happens per node (tables, loads, index builds). Without a cluster they are
+this connection, so the stages never ask which kind of ClickHouse they run on.
+
 A chdb data directory can be open in one process at a time. `Chdb` therefore holds an exclusive
 file lock beside the data directory for as long as it is open: concurrent Airflow tasks, the
 command line and tests queue for it instead of failing with "Cannot lock file".
@@ -57,6 +63,10 @@ def _inline(statement: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]
 
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class NodeUnreachable(ConnectionError):
+    """A node of the cluster did not answer; transient: the task retries."""
 
 
 class EngineBusy(Exception):
@@ -119,10 +129,14 @@ class Server:
 
     is_server = True
 
-    def __init__(self, conn_id: str):
+    def __init__(self, conn_id: str, host: str | None = None, port: int | None = None):
+        import clickhouse_connect
         from airflow.providers.clickhousedb.hooks.clickhouse import ClickHouseHook
 
-        self.client = ClickHouseHook(clickhouse_conn_id=conn_id).get_client()
+        # The provider's own translation of the connection (credentials, TLS, settings), pointed at
+        # another node of the cluster where host and port are given.
+        kwargs = ClickHouseHook(clickhouse_conn_id=conn_id)._get_client_kwargs()
+        self.client = clickhouse_connect.get_client(**{**kwargs, **({"host": host, "port": port} if host else {})})
 
     def close(self) -> None:
         self.client.close()
@@ -140,14 +154,21 @@ def _execute(client, statement: str, params: dict[str, Any]) -> list[tuple]:
 
 
 class ClickHouse:
-    """A connection for one unit of work: `with ClickHouse() as ch: ch.run("create_laion")`."""
+    """A connection for one unit of work: `with ClickHouse() as ch: ch.run("create_laion")`.
+    `table` is the MergeTree table it loads and indexes: laion, or laion_local on a cluster's node;
+    SQL files name it {table:Identifier} or {table:String}."""
 
-    def __init__(self, engine: Chdb | Server | None = None):
-        self._engine = engine
+    def __init__(self, engine: Chdb | Server | None = None, table: str = "laion", node: int | None = None):
+        self._engine, self.table, self.node = engine, table, node
+        self._nodes: dict[int, ClickHouse] = {}
 
     @property
     def is_server(self) -> bool:
         return self._engine.is_server
+
+    @property
+    def cluster(self) -> str | None:
+        return settings.cluster() if self.is_server else None
 
     def __enter__(self) -> "ClickHouse":
         if self._engine is None:
@@ -156,10 +177,53 @@ class ClickHouse:
         return self
 
     def __exit__(self, *exc) -> None:
+        for node in self._nodes.values():
+            node._engine.close()
         self._engine.close()
 
+    def each_node(self, reachable: bool = False) -> list["ClickHouse"]:
+        """A connection to every node of the cluster, in remote_servers' order; [self] without one.
+        A node that does not answer raises NodeUnreachable, or is left out with reachable=True."""
+        if not self.cluster:
+            return [self]
+        nodes, down = [], []
+        for number, host, port in self.run("cluster_nodes", cluster=self.cluster):
+            if not port:
+                down.append(f"node {number} ({host})")
+                continue
+            if number not in self._nodes:
+                engine = Server(settings.clickhouse_conn_id(), host, port)
+                self._nodes[number] = ClickHouse(engine, table="laion_local", node=number)
+            nodes.append(self._nodes[number])
+        if down and not reachable:
+            raise NodeUnreachable(f"cluster {self.cluster}: {', '.join(down)} did not answer")
+        if down:
+            log.warning("cluster %s: %s did not answer; going on without", self.cluster, ", ".join(down))
+        return nodes
+
+    def node_for(self, shard: int) -> "ClickHouse":
+        """The node a shard is loaded on: the one that holds it already, else shard modulo the number
+        of nodes (the Distributed table's sharding rule). So a shard never moves, also when nodes are
+        added, and a reload replaces it where it is. Only the rule's node needs to answer: shards
+        of the nodes that do load while another is down (after nodes were added, a shard on the
+        node that is down would then be loaded a second time; see README, Cluster)."""
+        if not self.cluster:
+            return self
+        count = len(self.run("cluster_nodes", cluster=self.cluster))
+        nodes = self.each_node(reachable=True)
+        holding = [n for n in nodes if any(s == shard for s, _, _ in n.run("table_shards"))]
+        if holding:
+            return holding[0]
+        ruled = shard % count + 1  # shard_num counts from 1
+        for node in nodes:
+            if node.node == ruled:
+                return node
+        raise NodeUnreachable(f"shard {shard}: its node, {ruled} of cluster {self.cluster}, did not answer")
+
     def run(self, file: str, /, **params: Any) -> list[tuple]:
-        """Run include/sql/<file>.sql with query parameters; the rows of its last statement."""
+        """Run include/sql/<file>.sql with query parameters; the rows of its last statement.
+        {table} is this connection's table unless given."""
+        params.setdefault("table", self.table)
         rows: list[tuple] = []
         for statement in sql(file):
             rows = _execute(self._engine.client, *_inline(statement, params))

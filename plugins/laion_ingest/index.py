@@ -64,29 +64,31 @@ def check_capacity(ch: ClickHouse, params: IndexParams) -> None:
 
 
 def add_indexes(ch: ClickHouse, params: IndexParams) -> list[str]:
-    """Declare both indexes; returns the ones that did not exist. An existing index with other
-    parameters is an error rather than a silent rebuild of hours of work. Checks the capacity first."""
-    check_capacity(ch, params)
-    existing = {name: type_full for name, _, type_full in ch.run("vector_index_definitions")}
-    added = []
-    for name, column in INDEXES.items():
-        if name not in existing:
-            ch.run("vector_index_add", name=name, column=column, **asdict(params))
-            added.append(name)
-        elif existing[name].replace(" ", "") != params.type_full().replace(" ", ""):
-            raise PermanentError(
-                f"index {name} exists as {existing[name]}, not {params.type_full()}; to rebuild it with"
-                f" the new parameters run: ALTER TABLE laion DROP INDEX {name}")
+    """Declare both indexes (on every node of a cluster); returns the ones that did not exist. An
+    existing index with other parameters is an error rather than a silent rebuild of hours of work.
+    Checks the capacity first."""
+    added: list[str] = []
+    for node in ch.each_node():
+        check_capacity(node, params)
+        existing = {name: type_full for name, _, type_full in node.run("vector_index_definitions")}
+        for name, column in INDEXES.items():
+            if name not in existing:
+                node.run("vector_index_add", name=name, column=column, **asdict(params))
+                added += [name] if name not in added else []
+            elif existing[name].replace(" ", "") != params.type_full().replace(" ", ""):
+                raise PermanentError(
+                    f"{_where(node)}index {name} exists as {existing[name]}, not {params.type_full()}; to rebuild"
+                    f" it with the new parameters run: ALTER TABLE {node.table} DROP INDEX {name}")
     return added
 
 
 def pending_shards(ch: ClickHouse) -> list[int]:
-    """Shards whose part has no vector index yet."""
-    return [int(p) for (p,) in ch.run("vector_index_pending")]
+    """Shards whose part has no vector index yet (on any node)."""
+    return sorted(int(p) for node in ch.each_node() for (p,) in node.run("vector_index_pending"))
 
 
-def loaded_partitions(ch: ClickHouse) -> list[int]:
-    return [int(p) for (p,) in ch.run("loaded_partitions")]
+def _where(node: ClickHouse) -> str:
+    return f"node {node.node}: " if node.node else ""
 
 
 def build_indexes(ch: ClickHouse, params: IndexParams, poll_seconds: float = 5.0) -> list[int]:
@@ -110,28 +112,36 @@ def materialize_indexes(ch: ClickHouse, every_shard: bool = False, poll_seconds:
 
 def submit_builds(ch: ClickHouse, every_shard: bool = False) -> list[int]:
     """Start one MATERIALIZE INDEX mutation per part without graphs (every part after a new index
-    was added); returns their shards. The mutations run in ClickHouse's background."""
-    shards = loaded_partitions(ch) if every_shard else pending_shards(ch)
+    was added), on the node that holds it; returns their shards. The mutations run in ClickHouse's
+    background."""
+    shards = []
+    for node in ch.each_node():
+        mine = [int(p) for (p,) in node.run("loaded_partitions" if every_shard else "vector_index_pending")]
+        if mine:
+            log.info("%sbuilding vector indexes for %d shard(s): %s", _where(node), len(mine), mine)
+        for shard in mine:
+            node.run("vector_index_materialize", shard=shard)
+        shards += mine
     if not shards:
         log.info("every shard's part already has its vector indexes")
-        return []
-    log.info("building vector indexes for %d shard(s): %s", len(shards), shards)
-    for shard in shards:
-        ch.run("vector_index_materialize", shard=shard)
-    return shards
+    return sorted(shards)
 
 
 def build_progress(ch: ClickHouse, shards: list[int]) -> bool:
-    """Log parts done of total; True once every build is done. A failed mutation is killed and
-    raised with ClickHouse's latest_fail_reason."""
-    rows = ch.run("vector_index_progress")
-    for mutation_id, command, _, _, reason in rows:
-        if reason:
-            ch.run("vector_index_kill", mutation_id=mutation_id)
-            shard = re.search(r"IN PARTITION (\d+)", command)
-            raise RuntimeError(f"shard {shard[1] if shard else '?'}: vector index build failed"
-                               f" (mutation {mutation_id}, {command}): {reason}")
-    running = len({r[0] for r in rows})
+    """Log parts done of total (per node on a cluster); True once every build is done. A failed
+    mutation is killed and raised naming its node and shard, with ClickHouse's latest_fail_reason."""
+    running = 0
+    for node in ch.each_node():
+        rows = node.run("vector_index_progress")
+        for mutation_id, command, _, _, reason in rows:
+            if reason:
+                node.run("vector_index_kill", mutation_id=mutation_id)
+                shard = re.search(r"IN PARTITION (\d+)", command)
+                raise RuntimeError(f"{_where(node)}shard {shard[1] if shard else '?'}: vector index build failed"
+                                   f" (mutation {mutation_id}, {command}): {reason}")
+        if node.node:
+            log.info("node %d: %d part(s) still building", node.node, len({r[0] for r in rows}))
+        running += len({r[0] for r in rows})
     log.info("vector index build: %d of %d part(s) done", len(shards) - running, len(shards))
     if running:
         return False

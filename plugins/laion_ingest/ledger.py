@@ -43,7 +43,11 @@ def differing_shards(ch: ClickHouse, shards: list[dict]) -> dict[int, str]:
     """Shards whose rows in the table differ from what the ledger (shards: its shard_status) says was
     loaded, with how: more or fewer rows, or several parts (published twice), or rows the ledger never
     loaded. The plan loads them again, which replaces the whole partition."""
-    table = {shard: (rows, parts) for shard, rows, parts in ch.run("table_shards")}
+    table: dict[int, tuple[int, int]] = {}
+    for node in ch.each_node(reachable=True):  # a shard copied to two nodes shows as two parts
+        for shard, rows, parts in node.run("table_shards"):
+            held = table.get(shard, (0, 0))
+            table[shard] = (held[0] + rows, held[1] + parts)
     ledger = {s["shard"]: s["rows"] for s in shards if s["loaded"]}
     differing = {}
     for shard in sorted(set(table) | set(ledger)):

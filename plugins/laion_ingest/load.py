@@ -20,8 +20,15 @@ log = logging.getLogger(__name__)
 TABLE_BYTES_PER_ROW = 4_200  # a 1,000,448-row shard is 4.1 GB in laion (Float32 vectors; bench/RESULTS.md)
 
 
-def create_tables(ch: ClickHouse) -> None:
-    ch.run("create_laion")
+def create_tables(ch: ClickHouse, nodes: list[ClickHouse] | None = None) -> None:
+    """laion (on a cluster: laion_local and the Distributed laion on each of `nodes`, default those
+    that answer) and the ledger, on the connection's node. On a cluster the DDL runs on each node,
+    idempotent (IF NOT EXISTS): it works with or without Keeper, where ON CLUSTER needs it; a node
+    that is down gets its tables when a shard is next loaded on it."""
+    for node in ch.each_node(reachable=True) if nodes is None else nodes:
+        node.run("create_laion")
+        if ch.cluster:
+            node.run("create_laion_distributed", cluster=ch.cluster)
     ch.run("create_ledger")
 
 

@@ -49,14 +49,14 @@ def recorded(attempt: Attempt, stage: str):
     log.info("shard %d: %s, try %d", attempt.shard, stage, attempt.try_number)
     if attempt.try_number > 1:
         with ClickHouse() as ch:
-            create_tables(ch)
+            ch.run("create_ledger")
             attempt.log_previous_failure(ch)
     try:
         yield
     except Exception as exc:
         log.error("shard %d: %s failed on try %d: %s", attempt.shard, stage, attempt.try_number, exc)
-        with ClickHouse() as ch:
-            create_tables(ch)
+        with ClickHouse() as ch:  # the ledger only: on a cluster another node may be what failed
+            ch.run("create_ledger")
             attempt.record(ch, "failed", stage, f"{type(exc).__name__}: {exc}")
         raise
 
@@ -105,7 +105,8 @@ def load(attempt: Attempt, rows: int | None = None) -> int:
     parquet = shard_dir(attempt.shard) / staged_name(attempt.shard)
     with recorded(attempt, "load"), shard_files_held(attempt.shard):
         with ClickHouse() as ch:
-            create_tables(ch)
+            node = ch.node_for(attempt.shard)
+            create_tables(ch, [node])
             if not parquet.exists():
                 done = ch.run("ledger_loaded_since", shard=attempt.shard, since=attempt.started_at)
                 if done:  # another process loaded it while this one waited for the shard
@@ -114,7 +115,7 @@ def load(attempt: Attempt, rows: int | None = None) -> int:
                     return done[0][0]
             if rows is None:
                 rows = pq.ParquetFile(parquet).metadata.num_rows
-            attempt.rows = load_shard(ch, attempt.shard, parquet, rows)
+            attempt.rows = load_shard(node, attempt.shard, parquet, rows)
             attempt.record(ch, "loaded", "load")
         shutil.rmtree(parquet.parent, ignore_errors=True)
     return attempt.rows

@@ -80,6 +80,12 @@ def clickhouse_conn_id() -> str | None:
     return os.environ.get("LAION_CLICKHOUSE_CONN_ID") or None
 
 
+def cluster() -> str | None:
+    """LAION_CLICKHOUSE_CLUSTER: the cluster (in the servers' remote_servers) to spread the shards over,
+    with LAION_CLICKHOUSE_CONN_ID naming one of its nodes; unset: one server (or chdb)."""
+    return os.environ.get("LAION_CLICKHOUSE_CLUSTER") or None
+
+
 def staging_url() -> str | None:
     """s3://bucket/prefix where converted shards are staged for a server; unset means local files."""
     return os.environ.get("LAION_STAGING_URL") or None

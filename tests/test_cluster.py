@@ -1,0 +1,125 @@
+"""The DAG on a ClickHouse cluster (LAION_CLICKHOUSE_CLUSTER): two real servers on loopback named
+in each other's remote_servers (no Keeper), shards staged in SeaweedFS, driven by `airflow dags
+test`. The connection names the second node: any node may be the entry."""
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import cluster_variables, running_cluster, use_engine, with_engine
+from laion_ingest.clickhouse import ClickHouse
+from laion_ingest.mirror_server import MirrorServer
+from laion_ingest.search import explain, row_vector, search
+from test_dag import INDEX, last_run, run_dag
+
+SHARDS = range(4)
+
+
+@pytest.fixture(scope="module")
+def cluster_run(tmp_path_factory, mirror_dir, airflow_home, cluster_servers, s3):
+    engine = cluster_variables(tmp_path_factory.mktemp("cluster_run"), cluster_servers, s3)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        use_engine(monkeypatch, engine)
+        env = with_engine(airflow_home, engine)
+        with MirrorServer(mirror_dir) as server:
+            conf = {"first_shard": 0, "last_shard": SHARDS[-1], "source_url": server.url, **INDEX}
+            first = run_dag(env, conf)
+            yield {"env": env, "conf": conf, "first": first, "first_run": last_run(env), "src": mirror_dir,
+                   "nodes": cluster_servers, "database": engine["AIRFLOW_CONN_LAION_CLICKHOUSE"].rsplit("/", 1)[1]}
+
+
+def source_rows(run) -> int:
+    return sum(pq.ParquetFile(run["src"] / f"metadata/metadata_{s}.parquet").metadata.num_rows for s in SHARDS)
+
+
+def on_node(run, node: int, statement: str) -> list[list[str]]:
+    """A statement on one node as its administrator, in the run's database (TSV rows)."""
+    text = run["nodes"][node].sql(statement.replace("{db}", run["database"]) + " FORMAT TSV")
+    return [line.split("\t") for line in text.splitlines()]
+
+
+def parts(run, node: int) -> list[list[str]]:
+    return on_node(run, node, "SELECT partition, name, secondary_indices_compressed_bytes > 0 FROM system.parts"
+                              " WHERE database = '{db}' AND table = 'laion_local' AND active AND rows > 0"
+                              " ORDER BY toUInt16(partition)")
+
+
+def test_the_range_loads_through_the_distributed_table(cluster_run):
+    assert cluster_run["first"].returncode == 0, cluster_run["first"].stderr[-3000:]
+    assert cluster_run["first_run"]["state"] == "success"
+    with ClickHouse() as ch:
+        assert ch.query("SELECT count(), uniqExact(id) FROM laion")[0] == (source_rows(cluster_run),) * 2
+        assert ch.query("SELECT engine FROM system.tables WHERE database = currentDatabase() AND name = 'laion'") \
+            == [("Distributed",)]
+
+
+def test_each_shard_is_whole_on_the_node_the_rule_gives(cluster_run):
+    """shard modulo the number of nodes, in remote_servers' order: 0 and 2 on the first, 1 and 3 on
+    the second; one part each, disjoint."""
+    assert [p[0] for p in parts(cluster_run, 0)] == ["0", "2"]
+    assert [p[0] for p in parts(cluster_run, 1)] == ["1", "3"]
+
+
+def test_both_indexes_are_built_on_both_nodes_and_ann_matches_brute_force(cluster_run):
+    for node in (0, 1):
+        assert all(built == "1" for _, _, built in parts(cluster_run, node))
+        assert sorted(r[0] for r in on_node(cluster_run, node, "SELECT name FROM system.data_skipping_indices"
+                                            " WHERE database = '{db}' AND table = 'laion_local'")) \
+            == ["image_index", "text_index"]
+    with ClickHouse() as ch:
+        for shard, row in ((0, 5), (1, 7), (3, 11)):
+            target = row_vector(ch, "text_embedding", shard, row)
+            ann, exact = search(ch, target, k=10), search(ch, target, k=10, exact=True)
+            assert [h.id for h in ann[:3]] == [h.id for h in exact[:3]]
+        assert "image_index" in explain(ch, target)
+
+
+def test_a_second_run_adds_nothing_and_a_forced_reload_touches_only_its_node(cluster_run):
+    env, conf = cluster_run["env"], cluster_run["conf"]
+    before = [parts(cluster_run, 0), parts(cluster_run, 1)]
+    again = run_dag(env, conf)
+    assert again.returncode == 0 and "skipping 4 shard(s) already loaded" in again.stdout + again.stderr
+    assert [parts(cluster_run, 0), parts(cluster_run, 1)] == before
+    reload = run_dag(env, {**conf, "first_shard": 1, "last_shard": 1, "force": True})
+    assert reload.returncode == 0, reload.stderr[-3000:]
+    assert parts(cluster_run, 0) == before[0]  # the other node untouched
+    after = parts(cluster_run, 1)
+    blocks = lambda part: part[1].split("_")[1:3]  # noqa: E731  (a mutation elsewhere renames, not rewrites)
+    assert [p[0] for p in after] == ["1", "3"]
+    assert blocks(after[1]) == blocks(before[1][1]) and blocks(after[0]) != blocks(before[1][0])
+    assert after[0][2] == "1"  # the reloaded part got its indexes again
+    with ClickHouse() as ch:
+        assert ch.query("SELECT count(), uniqExact(id) FROM laion")[0] == (source_rows(cluster_run),) * 2
+
+
+def test_a_node_down_fails_only_its_shards_and_a_rerun_loads_what_is_missing(tmp_path, mirror_dir, airflow_home, s3):
+    """Its own cluster, since it stops a node: the second node holds shard 1 when the first stops
+    (after the tables exist on both). A run over 0-3 then fails and retries the first node's shards
+    0 and 2, loads shard 3, and its summary names 0 and 2; once the node is back, the same trigger
+    loads only them."""
+    with running_cluster(tmp_path / "nodes") as servers, pytest.MonkeyPatch.context() as monkeypatch:
+        engine = cluster_variables(tmp_path, servers, s3)
+        use_engine(monkeypatch, engine)
+        env = {**with_engine(airflow_home, engine), "LAION_TASK_RETRIES": "1", "LAION_TASK_RETRY_DELAY": "1"}
+        run = {"nodes": servers, "database": engine["AIRFLOW_CONN_LAION_CLICKHOUSE"].rsplit("/", 1)[1],
+               "src": mirror_dir}
+        with MirrorServer(mirror_dir) as server:
+            conf = {"first_shard": 0, "last_shard": SHARDS[-1], "source_url": server.url, **INDEX}
+            assert run_dag(env, {**conf, "first_shard": 1, "last_shard": 1}).returncode == 0
+            servers[0].stop()
+            down = run_dag(env, conf)
+            assert down.returncode != 0 and last_run(env)["state"] == "failed"
+            log = down.stdout + down.stderr
+            assert "2 shard(s) failed: [0, 2]" in log and "its node, 1 of cluster laion_test, did not answer" in log
+            assert [p[0] for p in parts(run, 1)] == ["1", "3"]
+            with ClickHouse() as ch:
+                tries = ch.query("SELECT shard, max(try_number) FROM laion_ledger WHERE outcome = 'failed'"
+                                 " GROUP BY shard ORDER BY shard")
+                assert tries == [(0, 2), (2, 2)]  # retried, then failed
+            servers[0].start()
+            again = run_dag(env, conf)
+            assert again.returncode == 0, again.stderr[-3000:]
+            assert "skipping 2 shard(s) already loaded: [1, 3]" in again.stdout + again.stderr
+            assert [p[0] for p in parts(run, 0)] == ["0", "2"]
+            with ClickHouse() as ch:
+                assert ch.query("SELECT count(), uniqExact(id) FROM laion")[0] == (source_rows(run),) * 2
