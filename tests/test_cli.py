@@ -40,6 +40,9 @@ def test_a_shard_through_every_stage(mirror, engine_env):
     cli("index", "--m", "8", "--ef-construction", "32")
     out = cli("search", "--shard", "1", "--row", "3").stdout
     assert "top 10 by HNSW index:" in out and "top 10 by brute force:" in out and "recall@10: " in out
+    out = cli("search", "--shard", "1", "--row", "3", "--nsfw", "UNLIKELY", "--nsfw", "UNSURE",
+              "--min-similarity", "0.2", "--min-width", "128", "-k", "5").stdout
+    assert out.count("\n  ") == 10 and "recall@5: " in out  # 5 hits by each method
     status = cli("status").stdout
     assert "shards loaded: 2 of 410" in status and "ETA: " in status
 

@@ -71,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--column", default="image_embedding", help="the column searched")
     s.add_argument("-k", type=bounded(1, 1000), default=10,
                    help="hits (1..1000: beyond max_limit_for_vector_search_queries the index is not used)")
+    s.add_argument("--nsfw", action="append", default=[], choices=["UNLIKELY", "UNSURE", "NSFW"],
+                   help="keep rows with this NSFW tag (repeat for several)")
+    s.add_argument("--min-similarity", type=float, default=None, help="keep rows with similarity >= this")
+    s.add_argument("--min-width", type=bounded(0, 2**32 - 1), default=None, help="keep images at least this wide")
     s.set_defaults(run=_search)
 
     s = sub.add_parser("plan", help="rows, disk, index RAM per node, cache and build core-hours of a shard range")
@@ -164,12 +168,13 @@ def _index(args) -> None:
 
 def _search(args) -> None:
     from laion_ingest.clickhouse import ClickHouse
-    from laion_ingest.search import recall, row_vector, search
+    from laion_ingest.search import Filters, recall, row_vector, search
 
+    filters = Filters(tuple(args.nsfw), args.min_similarity, args.min_width)
     with ClickHouse() as ch:
         target = row_vector(ch, args.query_column, args.shard, args.row)
-        ann = search(ch, target, args.column, args.k)
-        exact = search(ch, target, args.column, args.k, exact=True)
+        ann = search(ch, target, args.column, args.k, filters=filters)
+        exact = search(ch, target, args.column, args.k, exact=True, filters=filters)
     for title, hits in (("HNSW index", ann), ("brute force", exact)):
         print(f"top {args.k} by {title}:")
         for h in hits:

@@ -1,9 +1,21 @@
-"""Stage 5: nearest neighbours of a vector, through the HNSW index and by brute force."""
+"""Stage 5: nearest neighbours of a vector, through the HNSW index and by brute force.
+
+Filters (NSFW tag, similarity, width) and the index: ClickHouse takes the top k from each part's
+graph and filters afterwards, so a filter that keeps 90 % of rows still returned fewer than k rows
+for most queries. The search therefore asks the index for more candidates, in proportion to the
+share of rows the filter keeps (`vector_search_index_fetch_multiplier`), and where that is not
+enough or the filter is too selective for it, scans the rows the filter keeps exactly
+(`vector_search_filter_strategy = 'prefilter'`): k rows come back whenever k rows match.
+"""
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass
 
 from laion_ingest.clickhouse import ClickHouse, sql
+
+log = logging.getLogger(__name__)
 
 COLUMNS = ("image_embedding", "text_embedding")
 
@@ -16,16 +28,58 @@ class Hit:
     distance: float
 
 
+@dataclass(frozen=True)
+class Filters:
+    nsfw: tuple[str, ...] = ()       # NSFW tags kept, e.g. ("UNLIKELY",)
+    min_similarity: float | None = None
+    min_width: int | None = None
+
+    def condition(self) -> tuple[str, dict]:
+        """The filter as SQL made of fixed fragments, and its query parameters ("" for none)."""
+        parts, params = [], {}
+        if self.nsfw:
+            parts.append("NSFW IN {nsfw:Array(String)}")
+            params["nsfw"] = list(self.nsfw)
+        if self.min_similarity is not None:
+            parts.append("similarity >= {min_similarity:Float64}")
+            params["min_similarity"] = self.min_similarity
+        if self.min_width is not None:
+            parts.append("width >= {min_width:UInt32}")
+            params["min_width"] = self.min_width
+        return " AND ".join(parts), params
+
+
+MAX_FETCH_MULTIPLIER = 100  # beyond this the filter keeps under ~2 % of rows: scan those exactly
+
+
 def search(ch: ClickHouse, target: list[float], column: str = "image_embedding", k: int = 10,
-           exact: bool = False) -> list[Hit]:
-    """Top-k rows by cosine distance; exact=True scans every row instead of using the index."""
+           exact: bool = False, filters: Filters = Filters()) -> list[Hit]:
+    """Top-k rows by cosine distance among those the filters keep; exact=True scans every row
+    instead of using the index."""
     if column not in COLUMNS:
         raise ValueError(f"column must be one of {COLUMNS}, not {column!r}")
     [statement] = sql("search_ann")
+    condition, params = filters.condition()
+    params.update(column=column, target=[float(x) for x in target], k=k)
+    if condition:
+        statement = statement.replace("\nORDER BY", f"\nWHERE {condition}\nORDER BY")
     if exact:
-        statement += " SETTINGS use_skip_indexes = 0"
-    rows = ch.query(statement, column=column, target=[float(x) for x in target], k=k)
-    return [Hit(*r) for r in rows]
+        return _hits(ch, statement + " SETTINGS use_skip_indexes = 0", params)
+    if not condition:
+        return _hits(ch, statement, params)
+    [estimate] = sql("filter_selectivity")
+    kept = ch.query(estimate.replace("{condition}", condition), **params)[0][0] or 0.0
+    multiplier = math.ceil(2 / kept) if kept else math.inf  # twice the candidates the filter needs, on average
+    if multiplier <= MAX_FETCH_MULTIPLIER:
+        hits = _hits(ch, statement + f" SETTINGS vector_search_index_fetch_multiplier = {multiplier}", params)
+        if len(hits) == k:
+            return hits
+    log.info("the filter keeps %.1f%% of rows: scanning those exactly", 100 * kept)
+    return _hits(ch, statement + " SETTINGS vector_search_filter_strategy = 'prefilter'", params)
+
+
+def _hits(ch: ClickHouse, statement: str, params: dict) -> list[Hit]:
+    return [Hit(*r) for r in ch.query(statement, **params)]
 
 
 def explain(ch: ClickHouse, target: list[float], column: str = "image_embedding", k: int = 10) -> str:
