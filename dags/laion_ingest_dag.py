@@ -4,6 +4,7 @@ See README.md for the three usual jobs (load everything, backfill a range, reloa
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime, timezone
 
 from airflow.sdk import Asset, Param, PokeReturnValue, dag, get_current_context, task
@@ -12,6 +13,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleExcept
 from laion_ingest import dag_settings as cfg
 from laion_ingest import pipeline, settings, work_space
 from laion_ingest.clickhouse import ClickHouse
+from laion_ingest.evaluate import evaluate
 from laion_ingest.fetch import check_source_url
 from laion_ingest.index import IndexParams, add_indexes, build_progress, materialize_indexes, submit_builds
 from laion_ingest.ledger import Attempt
@@ -58,6 +60,12 @@ def _attempt(shard: int) -> Attempt:
                          description="Neighbours per node; the seed uses 64."),
         "index_ef_construction": Param(INDEX.ef_construction, type="integer", minimum=1, maximum=4096,
                                        title="HNSW ef_construction", description="The seed uses 256."),
+        "evaluate": Param(True, type="boolean", title="Measure search quality",
+                          description="After the index build: recall@10 and latency of the index on 20 sampled"
+                                      " queries per kind, for several search settings (laion_search_quality)."),
+        "target_recall": Param(0.95, type="number", minimum=0, maximum=1, title="Target recall",
+                               description="Search uses the smallest hnsw_candidate_list_size_for_search"
+                                           " that reaches it."),
     },
 )
 def laion_ingest():
@@ -115,6 +123,18 @@ def laion_ingest():
         with ClickHouse() as ch:
             return PokeReturnValue(is_done=not shards or build_progress(ch, shards), xcom_value=shards)
 
+    @task
+    def evaluate_search(indexed: list[int]) -> dict | None:
+        """Recall and latency of the index as built (python -m laion_ingest evaluate); the log
+        prints the plot's path. Search uses the setting it chooses."""
+        ctx = get_current_context()
+        if not ctx["params"]["evaluate"] or not ctx["params"]["build_indexes"]:
+            return None
+        plot = settings.work_dir() / f"search_quality_{re.sub(r'[^A-Za-z0-9_.-]', '_', ctx['run_id'])}.png"
+        with ClickHouse() as ch:
+            result = evaluate(ch, queries=20, target_recall=ctx["params"]["target_recall"], plot=plot)
+        return {"chosen_ef": result["chosen_ef"], "plot": result["plot"]}
+
     @task(trigger_rule="all_done", outlets=[LAION_TABLE])
     def summary(planned: list[int] | None, indexed: list[int] | None) -> dict:
         """The run's last task and so its outcome: it fails the run when a shard failed or the index
@@ -131,7 +151,8 @@ def laion_ingest():
     loaded = ingest_shard.expand(shard=planned)
     added = add_vector_indexes()
     loaded >> added
-    summary(planned, wait_for_vector_indexes(build_vector_indexes(added)))
+    indexed = wait_for_vector_indexes(build_vector_indexes(added))
+    evaluate_search(indexed) >> summary(planned, indexed)
 
 
 def _discard_shard_files(context) -> None:

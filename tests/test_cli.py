@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT
 from laion_ingest.clickhouse import Chdb, EngineBusy
 
-STAGES = ["mirror", "serve", "fetch", "convert", "load", "index", "search", "status", "plan"]
+STAGES = ["mirror", "serve", "fetch", "convert", "load", "index", "search", "status", "plan", "evaluate"]
 
 
 def cli(*args, env=None, check=True) -> subprocess.CompletedProcess:
@@ -43,6 +43,9 @@ def test_a_shard_through_every_stage(mirror, engine_env):
     out = cli("search", "--shard", "1", "--row", "3", "--nsfw", "UNLIKELY", "--nsfw", "UNSURE",
               "--min-similarity", "0.2", "--min-width", "128", "-k", "5").stdout
     assert out.count("\n  ") == 10 and "recall@5: " in out  # 5 hits by each method
+    out = cli("evaluate", "--queries", "5", "--ef", "16,64").stdout
+    assert out.count("recall@10") == 4 and "chosen hnsw_candidate_list_size_for_search: " in out
+    assert Path(out.rsplit("plot: ", 1)[1].strip()).read_bytes()[:4] == b"\x89PNG"
     status = cli("status").stdout
     assert "shards loaded: 2 of 410" in status and "ETA: " in status
 

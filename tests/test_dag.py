@@ -127,8 +127,14 @@ def test_indexes_exist_and_answer_the_ann_query(loaded):
         plan = explain(ch, target)
         assert "vector_similarity" in plan and "image_index" in plan
         assert search(ch, target, k=10)[0].id == search(ch, target, k=10, exact=True)[0].id
+        # the run measured the index it built (evaluate_search) and search uses its choice
+        quality = ch.query("SELECT kind, count(), max(queries), sum(chosen) FROM laion_search_quality GROUP BY kind"
+                           " ORDER BY kind")
+        assert quality == [("image→image", 5, 20, 1), ("text→image", 5, 20, 1)]
         seed = ch.run("search_seed", target=target)  # the seed's query, unchanged
         assert len(seed) == 10 and seed[0][0] == search(ch, target, k=1)[0].url
+    assert loaded["first_run"]["tasks"]["evaluate_search"] == "success"
+    assert "plot: " in loaded["first"].stdout + loaded["first"].stderr
 
 
 def test_rerun_and_forced_reload_keep_the_row_count(loaded):

@@ -18,7 +18,9 @@ from laion_ingest.convert import convert_shard, staged_name
 from laion_ingest.errors import DiskSpaceError, PermanentError
 from laion_ingest.index import IndexParams, build_indexes
 from laion_ingest.ledger import Attempt, differing_shards, shard_status
+from laion_ingest import evaluate as evaluate_module
 from laion_ingest import index as index_module
+from laion_ingest.evaluate import evaluate
 from laion_ingest import load as load_module
 from laion_ingest.load import create_tables, load_shard
 from laion_ingest.mirror import generate_shard
@@ -285,3 +287,24 @@ def test_a_filtered_search_returns_k_rows_when_k_rows_match(mirror, engine_env):
         rare = Filters(nsfw=("NSFW",), min_width=900)  # ~0.4 % of rows: scanned exactly
         assert search(ch, target, k=10, filters=rare) == search(ch, target, k=10, filters=rare, exact=True)
     assert short > 0  # the problem is real on this data
+
+
+def test_evaluate_measures_recall_and_latency_and_search_uses_its_choice(mirror, engine_env, tmp_path):
+    """Recall against the exact scan for several ef values, written to laion_search_quality and
+    drawn as a PNG; the smallest ef reaching the target is chosen, and search uses it."""
+    load(mirror, 0)
+    load(mirror, 1)
+    with ClickHouse() as ch:
+        build_indexes(ch, SMALL)
+        result = evaluate(ch, queries=20, k=10, ef_values=(1, 64, 256), target_recall=0.9, plot=tmp_path / "q.png")
+        stored = ch.query("SELECT kind, ef, recall, p50_ms > 0, chosen FROM laion_search_quality ORDER BY kind, ef")
+    assert [(kind, ef) for kind, ef, *_ in stored] == [(kind, ef) for kind in ("image→image", "text→image")
+                                                        for ef in (1, 64, 256)]
+    recalls = {(kind, ef): r for kind, ef, r, *_ in stored}
+    assert recalls[("text→image", 256)] >= 0.9 and all(fast for *_, fast, _ in stored)
+    chosen = [ef for _, ef, *_, c in stored if c]
+    reaching = [ef for ef in (1, 64, 256) if min(recalls[(kind, ef)] for kind in ("text→image", "image→image")) >= 0.9]
+    assert chosen and set(chosen) == {result["chosen_ef"]} == {min(reaching)}
+    assert (tmp_path / "q.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with ClickHouse() as ch:
+        assert evaluate_module.chosen_ef(ch) == result["chosen_ef"]

@@ -9,6 +9,7 @@
     python -m laion_ingest search --shard 0 --row 42
     python -m laion_ingest status
     python -m laion_ingest plan --shards 0-409 --nodes 4 --ram-gb 256   # what a range costs
+    python -m laion_ingest evaluate --queries 50                          # recall and latency
 """
 from __future__ import annotations
 
@@ -76,6 +77,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--min-similarity", type=float, default=None, help="keep rows with similarity >= this")
     s.add_argument("--min-width", type=bounded(0, 2**32 - 1), default=None, help="keep images at least this wide")
     s.set_defaults(run=_search)
+
+    s = sub.add_parser("evaluate", help="recall@k and latency of the vector index at several search settings")
+    s.add_argument("--queries", type=bounded(1, 10_000), default=50, help="sampled rows per kind of query (default 50)")
+    s.add_argument("-k", type=bounded(1, 1000), default=10)
+    s.add_argument("--ef", default="16,32,64,128,256",
+                   help="hnsw_candidate_list_size_for_search values, comma-separated (default 16,32,64,128,256)")
+    s.add_argument("--target-recall", type=float, default=0.95, help="the smallest ef reaching it is chosen (0.95)")
+    s.add_argument("--plot", default=None, help="PNG path (default <work dir>/search_quality.png)")
+    s.set_defaults(run=_evaluate)
 
     s = sub.add_parser("plan", help="rows, disk, index RAM per node, cache and build core-hours of a shard range")
     s.add_argument("--shards", type=shard_range, default=(0, settings.SHARD_COUNT - 1), help="A-B or N (default 0-409)")
@@ -180,6 +190,20 @@ def _search(args) -> None:
         for h in hits:
             print(f"  {h.distance:.4f}  {h.url}  {(h.caption or '')[:70]!r}")
     print(f"recall@{args.k}: {recall(ann, exact):.2f}")
+
+
+def _evaluate(args) -> None:
+    from laion_ingest.clickhouse import ClickHouse
+    from laion_ingest.evaluate import evaluate
+
+    ef_values = tuple(bounded(1, 100_000)(v) for v in args.ef.split(","))
+    plot = args.plot or settings.work_dir() / "search_quality.png"
+    with ClickHouse() as ch:
+        result = evaluate(ch, args.queries, args.k, ef_values, args.target_recall, plot)
+    for r in result["rows"]:
+        print(f"{r['kind']:12} ef {r['ef']:5}  recall@{r['k']} {r['recall']:.3f}  p50 {r['p50_ms']:7.1f} ms"
+              f"  p95 {r['p95_ms']:7.1f} ms  (brute force p50 {r['exact_p50_ms']:.1f} ms)")
+    print(f"chosen hnsw_candidate_list_size_for_search: {result['chosen_ef']}; plot: {result['plot']}")
 
 
 def _plan(args) -> None:

@@ -53,9 +53,10 @@ MAX_FETCH_MULTIPLIER = 100  # beyond this the filter keeps under ~2 % of rows: s
 
 
 def search(ch: ClickHouse, target: list[float], column: str = "image_embedding", k: int = 10,
-           exact: bool = False, filters: Filters = Filters()) -> list[Hit]:
+           exact: bool = False, filters: Filters = Filters(), ef: int | None = None) -> list[Hit]:
     """Top-k rows by cosine distance among those the filters keep; exact=True scans every row
-    instead of using the index."""
+    instead of using the index. ef: hnsw_candidate_list_size_for_search, by default the one the
+    latest `evaluate` chose (ClickHouse's 256 before any)."""
     if column not in COLUMNS:
         raise ValueError(f"column must be one of {COLUMNS}, not {column!r}")
     [statement] = sql("search_ann")
@@ -64,21 +65,27 @@ def search(ch: ClickHouse, target: list[float], column: str = "image_embedding",
     if condition:
         statement = statement.replace("\nORDER BY", f"\nWHERE {condition}\nORDER BY")
     if exact:
-        return _hits(ch, statement + " SETTINGS use_skip_indexes = 0", params)
+        return _hits(ch, statement, params, use_skip_indexes=0)
+    from laion_ingest.evaluate import chosen_ef
+
+    settings = {"hnsw_candidate_list_size_for_search": ef or chosen_ef(ch) or 256}
     if not condition:
-        return _hits(ch, statement, params)
+        return _hits(ch, statement, params, **settings)
     [estimate] = sql("filter_selectivity")
     kept = ch.query(estimate.replace("{condition}", condition), **params)[0][0] or 0.0
     multiplier = math.ceil(2 / kept) if kept else math.inf  # twice the candidates the filter needs, on average
     if multiplier <= MAX_FETCH_MULTIPLIER:
-        hits = _hits(ch, statement + f" SETTINGS vector_search_index_fetch_multiplier = {multiplier}", params)
+        hits = _hits(ch, statement, params, vector_search_index_fetch_multiplier=multiplier, **settings)
         if len(hits) == k:
             return hits
     log.info("the filter keeps %.1f%% of rows: scanning those exactly", 100 * kept)
-    return _hits(ch, statement + " SETTINGS vector_search_filter_strategy = 'prefilter'", params)
+    return _hits(ch, statement, params, vector_search_filter_strategy="'prefilter'", **settings)
 
 
-def _hits(ch: ClickHouse, statement: str, params: dict) -> list[Hit]:
+def _hits(ch: ClickHouse, statement: str, params: dict, **settings) -> list[Hit]:
+    """The statement with its SETTINGS (whole numbers and quoted words, written here, never input)."""
+    if settings:
+        statement += " SETTINGS " + ", ".join(f"{name} = {value}" for name, value in settings.items())
     return [Hit(*r) for r in ch.query(statement, **params)]
 
 

@@ -1,0 +1,100 @@
+"""`python -m laion_ingest evaluate`: what the vector index gives, measured on the loaded table.
+
+Sampled rows' vectors are the queries: text→image (a caption's vector against image_embedding,
+what users search) and image→image. For each, the exact top k (a brute-force scan) is compared with
+the index's top k at several `hnsw_candidate_list_size_for_search` values; recall@k and the p50/p95
+latency of each go to the table `laion_search_quality` and to a PNG (recall against latency, one
+line per kind of query). The smallest setting that reaches the target recall for both is recorded
+as chosen, and `search` uses it by default from then on.
+"""
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+import uuid
+from pathlib import Path
+
+from laion_ingest.clickhouse import ClickHouse, sql
+from laion_ingest.search import _hits, recall
+
+log = logging.getLogger(__name__)
+
+KINDS = {"text→image": ("text_embedding", "image_embedding"), "image→image": ("image_embedding", "image_embedding")}
+
+
+def evaluate(ch: ClickHouse, queries: int = 50, k: int = 10, ef_values: tuple[int, ...] = (16, 32, 64, 128, 256),
+             target_recall: float = 0.95, plot: Path | None = None) -> dict:
+    """Measure, store and plot; returns {"run_id", "rows": [...], "chosen_ef", "plot"}."""
+    ch.run("create_search_quality")
+    [(index,)] = ch.each_node()[0].run("vector_index_type") or [("no vector index",)]
+    [statement] = sql("search_ann")
+    run_id, rows = uuid.uuid4().hex[:12], []
+    for kind, (query_column, column) in KINDS.items():
+        targets = [t for (t,) in ch.run("sample_vectors", column=query_column, n=queries)]
+        exact, exact_ms = _top_k(ch, statement, targets, column, k, use_skip_indexes=0)
+        for ef in ef_values:
+            ann, ms = _top_k(ch, statement, targets, column, k, hnsw_candidate_list_size_for_search=int(ef))
+            row = {"kind": kind, "ef": ef, "k": k, "queries": len(targets),
+                   "recall": statistics.fmean(recall(a, e) for a, e in zip(ann, exact)),
+                   "p50_ms": _percentile(ms, 50), "p95_ms": _percentile(ms, 95), "exact_p50_ms": _percentile(exact_ms, 50)}
+            rows.append(row)
+            log.info("%s, ef %d: recall@%d %.3f, p50 %.1f ms, p95 %.1f ms (brute force p50 %.1f ms)",
+                     kind, ef, k, row["recall"], row["p50_ms"], row["p95_ms"], row["exact_p50_ms"])
+    chosen = min((ef for ef in ef_values if all(r["recall"] >= target_recall for r in rows if r["ef"] == ef)),
+                 default=max(ef_values))
+    if not any(r["recall"] >= target_recall for r in rows if r["ef"] == chosen):
+        log.warning("no setting reached recall %.2f; choosing the largest, %d", target_recall, chosen)
+    for row in rows:
+        ch.run("search_quality_record", run_id=run_id, index_type=index, target_recall=target_recall,
+               chosen=int(row["ef"] == chosen), **row)
+    log.info("chosen hnsw_candidate_list_size_for_search: %d (recall target %.2f)", chosen, target_recall)
+    if plot:
+        _plot(rows, index, chosen, plot)
+        log.info("plot: %s", plot)
+    return {"run_id": run_id, "rows": rows, "chosen_ef": chosen, "plot": str(plot) if plot else None}
+
+
+def chosen_ef(ch: ClickHouse) -> int | None:
+    """The setting the latest evaluation chose, None if there was none."""
+    ch.run("create_search_quality")
+    rows = ch.run("search_quality_chosen")
+    return rows[0][0] if rows else None
+
+
+def _top_k(ch: ClickHouse, statement: str, targets: list, column: str, k: int, **settings) -> tuple[list, list[float]]:
+    hits, ms = [], []
+    for target in targets:
+        started = time.perf_counter()
+        hits.append(_hits(ch, statement, {"column": column, "target": [float(x) for x in target], "k": k}, **settings))
+        ms.append(1000 * (time.perf_counter() - started))
+    return hits, ms
+
+
+def _percentile(values: list[float], p: int) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def _plot(rows: list[dict], index: str, chosen: int, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for kind in KINDS:
+        mine = [r for r in rows if r["kind"] == kind]
+        ax.plot([r["p50_ms"] for r in mine], [r["recall"] for r in mine], marker="o", label=kind)
+        for r in mine:
+            ax.annotate(f"ef {r['ef']}" + (" (chosen)" if r["ef"] == chosen else ""), (r["p50_ms"], r["recall"]),
+                        textcoords="offset points", xytext=(4, -10), fontsize=7)
+        ax.axvline(mine[0]["exact_p50_ms"], linestyle=":", color=ax.lines[-1].get_color(), linewidth=1)
+    ax.set_xlabel("p50 latency per query, ms (dotted: brute force)")
+    ax.set_ylabel(f"recall@{rows[0]['k']}")
+    ax.set_title(index, fontsize=8)
+    ax.legend()
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
