@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 
+from laion_ingest import settings  # noqa: E402
 from laion_ingest.clickhouse import ClickHouse  # noqa: E402
 from laion_ingest.mirror import generate_mirror  # noqa: E402
 from laion_ingest.mirror_server import MirrorServer  # noqa: E402
@@ -87,6 +88,16 @@ def _report() -> None:
             print(f"index {name}: {type_full}")
         pending = ch.run("vector_index_pending")
         print(f"index state: {'built on every shard' if not pending else f'missing on {len(pending)} shard(s)'}")
+        quality = ch.query("SELECT kind, ef, k, recall, p50_ms, p95_ms, exact_p50_ms, chosen FROM laion_search_quality"
+                           " WHERE run_id = (SELECT argMax(run_id, measured_at) FROM laion_search_quality)"
+                           " ORDER BY kind, ef")
+        print("\nsearch quality, measured by the run's evaluate_search (20 queries per kind):")
+        for kind, ef, k, rec, p50, p95, exact_ms, chosen in quality:
+            print(f"  {kind:12} ef {ef:4}  recall@{k} {rec:.3f}  p50 {p50:6.1f} ms  p95 {p95:6.1f} ms"
+                  f"  (brute force {exact_ms:.1f} ms){'  <- chosen' if chosen else ''}")
+        plots = sorted(settings.work_dir().glob("search_quality_*.png"), key=lambda f: f.stat().st_mtime)
+        if plots:
+            print(f"  plot: {plots[-1]}")
         target = row_vector(ch, "text_embedding", 0, 3)
         caption = ch.query("SELECT caption FROM laion WHERE shard = 0 AND row = 3")[0][0]
         print(f"\nquery: the text embedding of shard 0, row 3 ({caption!r}), against image_embedding")
