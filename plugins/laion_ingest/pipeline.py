@@ -1,8 +1,8 @@
 """A shard's way through the stages, on the work directory, with every attempt in the ledger.
 
-The Airflow tasks and the command line both call these functions; each stage can run in its own
-process (its own Airflow task), because everything it needs is on disk under
-<work dir>/shard_<N>/ or passed as a small return value.
+The DAG's `ingest_shard` task runs a shard's stages in order (`ingest`); the command line runs
+each on its own, in a process of its own, which works because everything a stage needs is on disk
+under <work dir>/shard_<N>/ (work_space.py) or passed as a small return value.
 """
 from __future__ import annotations
 
