@@ -62,7 +62,8 @@ def _attempt(shard: int) -> Attempt:
                                        title="HNSW ef_construction", description="The seed uses 256."),
         "evaluate": Param(True, type="boolean", title="Measure search quality",
                           description="After the index build: recall@10 and latency of the index on 20 sampled"
-                                      " queries per kind, for several search settings (laion_search_quality)."),
+                                      " queries per kind on two shards, for several search settings"
+                                      " (laion_search_quality)."),
         "target_recall": Param(0.95, type="number", minimum=0, maximum=1, title="Target recall",
                                description="Search uses the smallest hnsw_candidate_list_size_for_search"
                                            " that reaches it."),

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import ROOT
 from laion_ingest import pipeline, status
-from laion_ingest.clickhouse import ClickHouse
+from laion_ingest.clickhouse import ClickHouse, sql
 from laion_ingest.convert import convert_shard, staged_name
 from laion_ingest.errors import DiskSpaceError, PermanentError
 from laion_ingest.index import IndexParams, build_indexes
@@ -292,12 +292,19 @@ def test_a_filtered_search_returns_k_rows_when_k_rows_match(mirror, engine_env):
 def test_evaluate_measures_recall_and_latency_and_search_uses_its_choice(mirror, engine_env, tmp_path):
     """Recall against the exact scan for several ef values, written to laion_search_quality and
     drawn as a PNG; the smallest ef reaching the target is chosen, and search uses it."""
-    load(mirror, 0)
-    load(mirror, 1)
+    for shard in (0, 1, 2):
+        load(mirror, shard)
     with ClickHouse() as ch:
         build_indexes(ch, SMALL)
         result = evaluate(ch, queries=20, k=10, ef_values=(1, 64, 256), target_recall=0.9, plot=tmp_path / "q.png")
         stored = ch.query("SELECT kind, ef, recall, p50_ms > 0, chosen FROM laion_search_quality ORDER BY kind, ef")
+        # measured on two shards' parts, through their indexes: the rest of the table is not scanned
+        assert ch.query("SELECT DISTINCT shards FROM laion_search_quality") == [([0, 1],)]
+        [statement] = sql("search_ann")
+        plan = ch.query("EXPLAIN indexes = 1 " + statement.replace("\nORDER BY", "\nWHERE shard IN {shards:Array(UInt16)}\nORDER BY"),
+                        column="image_embedding", target=[0.1] * 512, k=10, shards=[0, 1])
+        plan = "\n".join(r[0] for r in plan)
+        assert "image_index" in plan and "Parts: 2/3" in plan
     assert [(kind, ef) for kind, ef, *_ in stored] == [(kind, ef) for kind in ("image→image", "text→image")
                                                         for ef in (1, 64, 256)]
     recalls = {(kind, ef): r for kind, ef, r, *_ in stored}

@@ -1,6 +1,6 @@
 -- What `python -m laion_ingest evaluate` measured: recall@k of the vector index against an exact
 -- scan, and query latency, per kind of query and hnsw_candidate_list_size_for_search (ef), with
--- the index it measured. `chosen` marks the smallest ef that reached the target recall; search
+-- the index and the shards it measured. `chosen` marks the smallest ef that reached the target recall; search
 -- uses the latest run's choice.
 CREATE TABLE IF NOT EXISTS laion_search_quality
 (
@@ -11,6 +11,7 @@ CREATE TABLE IF NOT EXISTS laion_search_quality
     ef            UInt32,
     k             UInt32,
     queries       UInt32,
+    shards        Array(UInt16),           -- the shards (parts) measured
     recall        Float64,
     p50_ms        Float64,
     p95_ms        Float64,

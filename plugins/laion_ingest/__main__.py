@@ -84,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--ef", default="16,32,64,128,256",
                    help="hnsw_candidate_list_size_for_search values, comma-separated (default 16,32,64,128,256)")
     s.add_argument("--target-recall", type=float, default=0.95, help="the smallest ef reaching it is chosen (0.95)")
+    s.add_argument("--shards", type=bounded(1, settings.SHARD_COUNT), default=2,
+                   help="loaded shards (parts) to measure on, the first ones (default 2)")
     s.add_argument("--plot", default=None, help="PNG path (default <work dir>/search_quality.png)")
     s.set_defaults(run=_evaluate)
 
@@ -199,10 +201,11 @@ def _evaluate(args) -> None:
     ef_values = tuple(bounded(1, 100_000)(v) for v in args.ef.split(","))
     plot = args.plot or settings.work_dir() / "search_quality.png"
     with ClickHouse() as ch:
-        result = evaluate(ch, args.queries, args.k, ef_values, args.target_recall, plot)
+        result = evaluate(ch, args.queries, args.k, ef_values, args.target_recall, plot, args.shards)
     for r in result["rows"]:
         print(f"{r['kind']:12} ef {r['ef']:5}  recall@{r['k']} {r['recall']:.3f}  p50 {r['p50_ms']:7.1f} ms"
               f"  p95 {r['p95_ms']:7.1f} ms  (brute force p50 {r['exact_p50_ms']:.1f} ms)")
+    print(f"measured on shards {result['shards']}")
     print(f"chosen hnsw_candidate_list_size_for_search: {result['chosen_ef']}; plot: {result['plot']}")
 
 
