@@ -24,7 +24,7 @@ from laion_ingest.evaluate import evaluate
 from laion_ingest import load as load_module
 from laion_ingest.load import create_tables, load_shard
 from laion_ingest.mirror import generate_shard
-from laion_ingest.search import Filters, row_vector, search
+from laion_ingest.search import Filters, row_vector, search, with_where
 
 SMALL = IndexParams(m=8, ef_construction=32)
 
@@ -301,7 +301,7 @@ def test_evaluate_measures_recall_and_latency_and_search_uses_its_choice(mirror,
         # measured on two shards' parts, through their indexes: the rest of the table is not scanned
         assert ch.query("SELECT DISTINCT shards FROM laion_search_quality") == [([0, 1],)]
         [statement] = sql("search_ann")
-        plan = ch.query("EXPLAIN indexes = 1 " + statement.replace("\nORDER BY", "\nWHERE shard IN {shards:Array(UInt16)}\nORDER BY"),
+        plan = ch.query("EXPLAIN indexes = 1 " + with_where(statement, "shard IN {shards:Array(UInt16)}"),
                         column="image_embedding", target=[0.1] * 512, k=10, shards=[0, 1])
         plan = "\n".join(r[0] for r in plan)
         assert "image_index" in plan and "Parts: 2/3" in plan

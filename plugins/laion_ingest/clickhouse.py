@@ -187,7 +187,9 @@ class ClickHouse:
         if not self.cluster:
             return [self]
         nodes, down = [], []
-        for number, host, port in self.run("cluster_nodes", cluster=self.cluster):
+        listed = self.run("cluster_nodes", cluster=self.cluster)
+        self.node_count = len(listed)
+        for number, host, port in listed:
             if not port:
                 down.append(f"node {number} ({host})")
                 continue
@@ -209,12 +211,11 @@ class ClickHouse:
         node that is down would then be loaded a second time; see README, Cluster)."""
         if not self.cluster:
             return self
-        count = len(self.run("cluster_nodes", cluster=self.cluster))
         nodes = self.each_node(reachable=True)
         holding = [n for n in nodes if any(s == shard for s, _, _ in n.run("table_shards"))]
         if holding:
             return holding[0]
-        ruled = shard % count + 1  # shard_num counts from 1
+        ruled = shard % self.node_count + 1  # shard_num counts from 1
         for node in nodes:
             if node.node == ruled:
                 return node

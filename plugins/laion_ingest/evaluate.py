@@ -22,7 +22,7 @@ from pathlib import Path
 
 from laion_ingest.clickhouse import ClickHouse, sql
 from laion_ingest.ledger import shard_status
-from laion_ingest.search import _hits, recall
+from laion_ingest.search import hits, recall, with_where
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def evaluate(ch: ClickHouse, queries: int = 50, k: int = 10, ef_values: tuple[in
     [(index,)] = ch.each_node()[0].run("vector_index_type") or [("no vector index",)]
     sample = [s["shard"] for s in shard_status(ch) if s["loaded"]][:shards]
     [statement] = sql("search_ann")
-    statement = statement.replace("\nORDER BY", "\nWHERE shard IN {shards:Array(UInt16)}\nORDER BY")
+    statement = with_where(statement, "shard IN {shards:Array(UInt16)}")
     run_id, rows = uuid.uuid4().hex[:12], []
     for kind, (query_column, column) in KINDS.items():
         targets = [t for (t,) in ch.run("sample_vectors", column=query_column, n=queries, shards=sample)]
@@ -74,13 +74,13 @@ def chosen_ef(ch: ClickHouse) -> int | None:
 
 def _top_k(ch: ClickHouse, statement: str, shards: list[int], targets: list, column: str, k: int,
            **settings) -> tuple[list, list[float]]:
-    hits, ms = [], []
+    found, ms = [], []
     for target in targets:
         started = time.perf_counter()
         params = {"column": column, "target": [float(x) for x in target], "k": k, "shards": shards}
-        hits.append(_hits(ch, statement, params, **settings))
+        found.append(hits(ch, statement, params, **settings))
         ms.append(1000 * (time.perf_counter() - started))
-    return hits, ms
+    return found, ms
 
 
 def _percentile(values: list[float], p: int) -> float:

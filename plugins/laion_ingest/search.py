@@ -63,26 +63,31 @@ def search(ch: ClickHouse, target: list[float], column: str = "image_embedding",
     condition, params = filters.condition()
     params.update(column=column, target=[float(x) for x in target], k=k)
     if condition:
-        statement = statement.replace("\nORDER BY", f"\nWHERE {condition}\nORDER BY")
+        statement = with_where(statement, condition)
     if exact:
-        return _hits(ch, statement, params, use_skip_indexes=0)
+        return hits(ch, statement, params, use_skip_indexes=0)
     from laion_ingest.evaluate import chosen_ef
 
     settings = {"hnsw_candidate_list_size_for_search": ef or chosen_ef(ch) or 256}
     if not condition:
-        return _hits(ch, statement, params, **settings)
+        return hits(ch, statement, params, **settings)
     [estimate] = sql("filter_selectivity")
     kept = ch.query(estimate.replace("{condition}", condition), **params)[0][0] or 0.0
     multiplier = math.ceil(2 / kept) if kept else math.inf  # twice the candidates the filter needs, on average
     if multiplier <= MAX_FETCH_MULTIPLIER:
-        hits = _hits(ch, statement, params, vector_search_index_fetch_multiplier=multiplier, **settings)
-        if len(hits) == k:
-            return hits
+        found = hits(ch, statement, params, vector_search_index_fetch_multiplier=multiplier, **settings)
+        if len(found) == k:
+            return found
     log.info("the filter keeps %.1f%% of rows: scanning those exactly", 100 * kept)
-    return _hits(ch, statement, params, vector_search_filter_strategy="'prefilter'", **settings)
+    return hits(ch, statement, params, vector_search_filter_strategy="'prefilter'", **settings)
 
 
-def _hits(ch: ClickHouse, statement: str, params: dict, **settings) -> list[Hit]:
+def with_where(statement: str, condition: str) -> str:
+    """search_ann.sql with a WHERE clause before its ORDER BY."""
+    return statement.replace("\nORDER BY", f"\nWHERE {condition}\nORDER BY")
+
+
+def hits(ch: ClickHouse, statement: str, params: dict, **settings) -> list[Hit]:
     """The statement with its SETTINGS (whole numbers and quoted words, written here, never input)."""
     if settings:
         statement += " SETTINGS " + ", ".join(f"{name} = {value}" for name, value in settings.items())
