@@ -97,6 +97,12 @@ def cluster_config(name: str, tcp_ports: list[int]) -> str:
     return f"<remote_servers><{name}>{shards}</{name}></remote_servers>"
 
 
+def udf_config(directory: Path) -> str:
+    """The two lines that give a server the functions in `directory` (clip_udf.install)."""
+    return (f"<user_scripts_path>{directory}</user_scripts_path>\n"
+            f"<user_defined_executable_functions_config>{directory}/*.xml</user_defined_executable_functions_config>")
+
+
 class ClickHouseServer:
     """One server process: `with ClickHouseServer(dir) as server: server.http_url ...`."""
 

@@ -24,7 +24,9 @@ sys.path.insert(0, str(ROOT / "plugins"))
 from laion_ingest.clickhouse import ClickHouse  # noqa: E402
 from laion_ingest.mirror import generate_mirror  # noqa: E402
 from laion_ingest.mirror_server import MirrorServer  # noqa: E402
-from clickhouse_server import CLUSTER_GRANTS, ClickHouseServer, cluster_config  # noqa: E402
+from laion_ingest.clip_udf import install as install_clip_udf  # noqa: E402
+from laion_ingest.mirror_clip import write_model  # noqa: E402
+from clickhouse_server import CLUSTER_GRANTS, ClickHouseServer, cluster_config, udf_config  # noqa: E402
 from ports import free_port  # noqa: E402
 from s3_server import BUCKET, S3Server  # noqa: E402
 
@@ -48,8 +50,19 @@ def mirror(mirror_dir):
 
 
 @pytest.fixture(scope="session")
-def clickhouse_server(tmp_path_factory):
-    with ClickHouseServer(tmp_path_factory.mktemp("clickhouse_server")) as server:
+def tiny_clip(tmp_path_factory) -> Path:
+    """The mirror's tiny CLIP (mirror_clip.py), in the real model's directory layout."""
+    return write_model(tmp_path_factory.mktemp("tiny_clip"))
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server(tmp_path_factory, tiny_clip):
+    """The test server, with encode_text()/encode_image() installed as a server's admin would."""
+    base = tmp_path_factory.mktemp("clickhouse_server")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("LAION_CLIP_MODEL_DIR", str(tiny_clip))
+        udf = install_clip_udf(base / "user_scripts")
+    with ClickHouseServer(base, udf_config(udf)) as server:
         yield server
 
 

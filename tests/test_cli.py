@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT
 from laion_ingest.clickhouse import Chdb, EngineBusy
 
-STAGES = ["mirror", "serve", "fetch", "convert", "load", "index", "search", "status", "plan", "evaluate"]
+STAGES = ["mirror", "serve", "fetch", "convert", "load", "index", "search", "status", "plan", "evaluate", "clip-check", "clip-udf"]
 
 
 def cli(*args, env=None, check=True) -> subprocess.CompletedProcess:
@@ -38,10 +38,10 @@ def test_a_shard_through_every_stage(mirror, engine_env):
         rows = int(cli("convert", str(shard)).stdout)
         assert int(cli("load", str(shard)).stdout) == rows
     cli("index", "--m", "8", "--ef-construction", "32")
-    out = cli("search", "--shard", "1", "--row", "3").stdout
+    out = cli("search", "--shard", "1", "--row", "3", "--compare").stdout
     assert "top 10 by HNSW index:" in out and "top 10 by brute force:" in out and "recall@10: " in out
     out = cli("search", "--shard", "1", "--row", "3", "--nsfw", "UNLIKELY", "--nsfw", "UNSURE",
-              "--min-similarity", "0.2", "--min-width", "128", "-k", "5").stdout
+              "--min-similarity", "0.2", "--min-width", "128", "-k", "5", "--compare").stdout
     assert out.count("\n  ") == 10 and "recall@5: " in out  # 5 hits by each method
     out = cli("evaluate", "--queries", "5", "--ef", "16,64").stdout
     assert out.count("recall@10") == 4 and "chosen hnsw_candidate_list_size_for_search: " in out
@@ -78,7 +78,7 @@ def test_a_second_process_waits_for_the_chdb_directory(chdb_env):
     (["fetch", "65536"], "argument shard: 65536 is not in 0..409"),
     (["load", "-1"], "argument shard: -1 is not in 0..409"),
     (["convert", "2.0"], "argument shard: '2.0' is not a whole number"),
-    (["search", "-k", str(2**40)], f"argument -k: {2**40} is not in 1..1000"),
+    (["search", "-k", str(2**40)], f"argument -k: {2**40} is not in 1..10000"),
     (["index", "--m", "0"], "argument --m: 0 is not in 2..512"),
     (["plan", "--shards", "5-3"], "argument --shards: '5-3': 5 is after 3"),
     (["plan", "--shards", "0-410"], "argument --shards: 410 is not in 0..409"),

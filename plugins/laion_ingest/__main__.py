@@ -6,14 +6,17 @@
     python -m laion_ingest convert 0
     python -m laion_ingest load 0
     python -m laion_ingest index --m 16 --ef-construction 64
-    python -m laion_ingest search --shard 0 --row 42
+    python -m laion_ingest search --text "a dog and a cat"             # CLIP; also --image, --image-url
+    python -m laion_ingest search --shard 0 --row 42 --compare         # a stored vector, with recall
     python -m laion_ingest status
     python -m laion_ingest plan --shards 0-409 --nodes 4 --ram-gb 256   # what a range costs
     python -m laion_ingest evaluate --queries 50                          # recall and latency
+    python -m laion_ingest clip-check                                     # the CLIP model fits the data?
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -65,17 +68,27 @@ def _parser() -> argparse.ArgumentParser:
     _index_args(s)
     s.set_defaults(run=_index)
 
-    s = sub.add_parser("search", help="top-k by the index and by brute force, with recall")
-    s.add_argument("--shard", type=bounded(0, settings.SHARD_COUNT - 1), default=0, help="query with the vector of this row (default 0/0)")
+    s = sub.add_parser("search", help="nearest rows to a text, an image or a stored row, through the HNSW index")
+    query = s.add_mutually_exclusive_group()
+    query.add_argument("--text", help="a text query, encoded by CLIP (LAION_CLIP_MODEL_DIR)")
+    query.add_argument("--image", metavar="PATH", help="an image file, encoded by CLIP")
+    query.add_argument("--image-url", metavar="URL", help="an image on the web, encoded by CLIP")
+    query.add_argument("--shard", type=bounded(0, settings.SHARD_COUNT - 1), default=0,
+                       help="query with the stored vector of this row (default 0/0)")
     s.add_argument("--row", type=bounded(0, 10**9 - 1), default=0)
-    s.add_argument("--query-column", default="text_embedding", help="where the query vector comes from")
-    s.add_argument("--column", default="image_embedding", help="the column searched")
-    s.add_argument("-k", type=bounded(1, 1000), default=10,
-                   help="hits (1..1000: beyond max_limit_for_vector_search_queries the index is not used)")
+    s.add_argument("--query-column", default="text_embedding", help="which stored vector of --shard/--row")
+    s.add_argument("--column", default="image_embedding", choices=["image_embedding", "text_embedding"],
+                   help="the column searched (default image_embedding)")
+    s.add_argument("-k", type=bounded(1, 10_000), default=10,
+                   help="hits, 1..10000 (above 100 the query raises max_limit_for_vector_search_queries)")
+    s.add_argument("--ef", type=bounded(1, 100_000), default=None,
+                   help="hnsw_candidate_list_size_for_search (default: the one `evaluate` chose, else 256)")
     s.add_argument("--nsfw", action="append", default=[], choices=["UNLIKELY", "UNSURE", "NSFW"],
                    help="keep rows with this NSFW tag (repeat for several)")
     s.add_argument("--min-similarity", type=float, default=None, help="keep rows with similarity >= this")
     s.add_argument("--min-width", type=bounded(0, 2**32 - 1), default=None, help="keep images at least this wide")
+    s.add_argument("--compare", action="store_true", help="also search by brute force and print recall@k")
+    s.add_argument("--json", action="store_true", help="hits as JSON lines")
     s.set_defaults(run=_search)
 
     s = sub.add_parser("evaluate", help="recall@k and latency of the vector index at several search settings")
@@ -88,6 +101,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="loaded shards (parts) to measure on, the first ones (default 2)")
     s.add_argument("--plot", default=None, help="PNG path (default <work dir>/search_quality.png)")
     s.set_defaults(run=_evaluate)
+
+    s = sub.add_parser("clip-check", help="does the CLIP model (LAION_CLIP_MODEL_DIR) match the stored vectors?")
+    s.add_argument("--captions", type=bounded(1, 100_000), default=200, help="stored captions to encode (200)")
+    s.set_defaults(run=_clip_check)
+
+    s = sub.add_parser("clip-udf", help="write encode_text()/encode_image() for a ClickHouse server's user_scripts_path")
+    s.add_argument("directory", help="the server's user_scripts_path, e.g. /var/lib/clickhouse/user_scripts")
+    s.set_defaults(run=_clip_udf)
 
     s = sub.add_parser("plan", help="rows, disk, index RAM per node, cache and build core-hours of a shard range")
     s.add_argument("--shards", type=shard_range, default=(0, settings.SHARD_COUNT - 1), help="A-B or N (default 0-409)")
@@ -179,19 +200,39 @@ def _index(args) -> None:
 
 
 def _search(args) -> None:
+    import time
+
+    from laion_ingest import clip
     from laion_ingest.clickhouse import ClickHouse
     from laion_ingest.search import Filters, recall, row_vector, search
 
     filters = Filters(tuple(args.nsfw), args.min_similarity, args.min_width)
+    started = time.perf_counter()
+    if args.text is not None:
+        target = clip.text_encoder()([args.text])[0]
+    elif args.image or args.image_url:
+        target = clip.image_encoder()([clip.read_image(args.image or args.image_url)])[0]
     with ClickHouse() as ch:
-        target = row_vector(ch, args.query_column, args.shard, args.row)
-        ann = search(ch, target, args.column, args.k, filters=filters)
-        exact = search(ch, target, args.column, args.k, exact=True, filters=filters)
+        if args.text is None and not (args.image or args.image_url):
+            target = row_vector(ch, args.query_column, args.shard, args.row)
+        encoded = time.perf_counter()
+        ann = search(ch, target, args.column, args.k, filters=filters, ef=args.ef)
+        searched = time.perf_counter()
+        exact = search(ch, target, args.column, args.k, exact=True, filters=filters) if args.compare else None
+    logging.info("query vector in %.0f ms (model load included), search in %.0f ms",
+                 1000 * (encoded - started), 1000 * (searched - encoded))
+    if args.json:
+        for h in ann:
+            print(json.dumps(dataclasses.asdict(h), ensure_ascii=False))
+        return
     for title, hits in (("HNSW index", ann), ("brute force", exact)):
+        if hits is None:
+            continue
         print(f"top {args.k} by {title}:")
         for h in hits:
-            print(f"  {h.distance:.4f}  {h.url}  {(h.caption or '')[:70]!r}")
-    print(f"recall@{args.k}: {recall(ann, exact):.2f}")
+            print(f"  {h.distance:.4f}  {h.nsfw:8}  {h.url}  {(h.caption or '')[:70]!r}")
+    if exact is not None:
+        print(f"recall@{args.k}: {recall(ann, exact):.2f}")
 
 
 def _evaluate(args) -> None:
@@ -207,6 +248,33 @@ def _evaluate(args) -> None:
               f"  p95 {r['p95_ms']:7.1f} ms  (brute force p50 {r['exact_p50_ms']:.1f} ms)")
     print(f"measured on shards {result['shards']}")
     print(f"chosen hnsw_candidate_list_size_for_search: {result['chosen_ef']}; plot: {result['plot']}")
+
+
+def _clip_check(args) -> int:
+    from laion_ingest.clickhouse import ClickHouse
+    from laion_ingest.clip_check import MATCH, check
+
+    with ClickHouse() as ch:
+        r = check(ch, args.captions)
+    row, caption, cosine = r["worst"]
+    print(f"{r['captions']} captions of shard {r['shard']} encoded and compared with their stored text_embedding:\n"
+          f"  cosine similarity median {r['median']:.4f}, 5th percentile {r['p5']:.4f}, min {r['min']:.4f}"
+          f" (row {row}: {(caption or '')[:60]!r})")
+    if r["matches"]:
+        print("the model matches the data: text queries are encoded as the stored vectors were")
+        return 0
+    print(f"the model does NOT match the data (median below {MATCH}): text queries will find unrelated rows."
+          " LAION-400M needs OpenAI's CLIP ViT-B/32 (see README, Search by text or image)")
+    return 1
+
+
+def _clip_udf(args) -> None:
+    from laion_ingest.clip_udf import install
+
+    out = install(args.directory)
+    print(f"wrote {out}/clip_functions.xml and {out}/laion_clip_udf; the server's config.xml needs:\n"
+          f"  <user_scripts_path>{out}</user_scripts_path>\n"
+          f"  <user_defined_executable_functions_config>{out}/*.xml</user_defined_executable_functions_config>")
 
 
 def _plan(args) -> None:

@@ -88,12 +88,14 @@ def shard_rows(rows: int, shard: int) -> int:
     return rows + 7 + 32 * (shard % 32)
 
 
-def generate_mirror(out_dir, shards=range(4), rows: int = 20_000, seed: int = 0) -> dict[int, int]:
-    """Write the given shards under out_dir; return {shard: actual row count}."""
-    return {shard: generate_shard(out_dir, shard, rows, seed) for shard in shards}
+def generate_mirror(out_dir, shards=range(4), rows: int = 20_000, seed: int = 0,
+                    image_url: str | None = None) -> dict[int, int]:
+    """Write the given shards under out_dir; return {shard: actual row count}. Image URLs point at
+    image_url (a MirrorServer's url, which draws /photos/<key>.jpg) or at example.com's hosts."""
+    return {shard: generate_shard(out_dir, shard, rows, seed, image_url) for shard in shards}
 
 
-def generate_shard(out_dir, shard: int, rows: int, seed: int = 0) -> int:
+def generate_shard(out_dir, shard: int, rows: int, seed: int = 0, image_url: str | None = None) -> int:
     """Write one shard's three files (nominal size `rows`); return its actual row count.
 
     Streams in CHUNK-row steps, so memory stays flat whatever the size. The
@@ -105,7 +107,7 @@ def generate_shard(out_dir, shard: int, rows: int, seed: int = 0) -> int:
     for sub in ("img_emb", "text_emb", "metadata"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     n = shard_rows(rows, shard)
-    centres = _unit(np.random.default_rng(seed).standard_normal((CLUSTERS, DIM), dtype=np.float32))
+    centres = cluster_centres(seed)
     img = np.empty((min(n, CHUNK), DIM), np.float32)
     text = np.empty_like(img)
     with open(out / f"img_emb/img_emb_{shard}.npy", "wb") as img_f, \
@@ -129,8 +131,13 @@ def generate_shard(out_dir, shard: int, rows: int, seed: int = 0) -> int:
             _unit(t)
             img_f.write(i.astype(np.float16).data)
             text_f.write(t.astype(np.float16).data)
-            meta.write_batch(_metadata(rng, shard, start, stop, labels))
+            meta.write_batch(_metadata(rng, shard, start, stop, labels, image_url))
     return n
+
+
+def cluster_centres(seed: int = 0) -> np.ndarray:
+    """The unit centres the rows of every shard cluster around; captions' nouns follow them."""
+    return _unit(np.random.default_rng(seed).standard_normal((CLUSTERS, DIM), dtype=np.float32))
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -152,7 +159,7 @@ def _choice(rng, values, p, n, null_p=0.0) -> pa.Array:
     return pa.DictionaryArray.from_arrays(idx, pa.array(values)).dictionary_decode()
 
 
-def _metadata(rng, shard: int, start: int, stop: int, labels: np.ndarray) -> pa.RecordBatch:
+def _metadata(rng, shard: int, start: int, stop: int, labels: np.ndarray, image_url: str | None) -> pa.RecordBatch:
     """Metadata rows start..stop; the caption's noun follows the embedding's cluster."""
     n = stop - start
     keys = [f"{shard:05d}{i:07d}" for i in range(start, stop)]
@@ -171,7 +178,7 @@ def _metadata(rng, shard: int, start: int, stop: int, labels: np.ndarray) -> pa.
         _choice(rng, NSFW, [0.92, 0.05, 0.03], n),
         pa.array(rng.uniform(0.28, 0.45, n)),
         _choice(rng, LICENSES, [0.97, 0.03], n),
-        pa.array([f"https://img{i % 4}.example.com/photos/{k}.jpg" for i, k in enumerate(keys)]),
+        pa.array([f"{image_url or f'https://img{i % 4}.example.com/'}photos/{k}.jpg" for i, k in enumerate(keys)]),
         pa.array(keys),
         pa.repeat(pa.scalar(shard, pa.int64()), n),
         pa.repeat(pa.scalar("success"), n),

@@ -15,11 +15,14 @@ if it were whole; "html" answers 200 OK with an HTML error page; "drip" sends
 one byte every 0.2 s (at most 50); "huge" announces a Content-Length of 1 PB and
 sends nothing. Once the list is empty the path is served normally. Faults keyed
 by the path apply to GET; keyed "HEAD <path>", to HEAD. With `auth=(user, password)` every request needs those HTTP basic
-credentials (401 otherwise), like an authenticated mirror.
+credentials (401 otherwise), like an authenticated mirror. /photos/<key>.jpg answers with a small
+picture of its own, so a mirror generated with this server's url as image_url has images to show.
 """
 
 import base64
+import hashlib
 import http.server
+import io
 import os
 import re
 import threading
@@ -85,6 +88,9 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(page if body else b"")
             return
+        if self._url_path().startswith("/photos/"):
+            self._photo(body)
+            return
         path = self.translate_path(self.path)
         if not os.path.isfile(path):
             self.send_error(404)
@@ -130,6 +136,20 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
                     self.connection.sendfile(f, first, count)
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True  # client gave up; nothing to report
+
+    def _photo(self, body: bool) -> None:
+        """A small JPEG for the mirror's image URLs: a colour of its own for each key."""
+        from PIL import Image
+
+        colour = hashlib.sha256(self._url_path().encode()).digest()[:3]
+        buffer = io.BytesIO()
+        Image.new("RGB", (96, 96), tuple(colour)).save(buffer, "JPEG")
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        self.send_header("Content-Length", str(buffer.tell()))
+        self.end_headers()
+        if body:
+            self.wfile.write(buffer.getvalue())
 
     def _url_path(self) -> str:
         return unquote(urlsplit(getattr(self, "path", "")).path)

@@ -25,6 +25,7 @@ class Hit:
     id: int
     url: str
     caption: str | None
+    nsfw: str
     distance: float
 
 
@@ -50,6 +51,9 @@ class Filters:
 
 
 MAX_FETCH_MULTIPLIER = 100  # beyond this the filter keeps under ~2 % of rows: scan those exactly
+# Above max_limit_for_vector_search_queries (1000 in 26.9, 100 before) ClickHouse silently scans every
+# row instead of using the index: a larger k raises the setting for its query.
+INDEX_LIMIT = 100
 
 
 def search(ch: ClickHouse, target: list[float], column: str = "image_embedding", k: int = 10,
@@ -68,7 +72,7 @@ def search(ch: ClickHouse, target: list[float], column: str = "image_embedding",
         return hits(ch, statement, params, use_skip_indexes=0)
     from laion_ingest.evaluate import chosen_ef
 
-    settings = {"hnsw_candidate_list_size_for_search": ef or chosen_ef(ch) or 256}
+    settings = {"hnsw_candidate_list_size_for_search": ef or chosen_ef(ch) or 256, **index_limit(k)}
     if not condition:
         return hits(ch, statement, params, **settings)
     [estimate] = sql("filter_selectivity")
@@ -82,22 +86,32 @@ def search(ch: ClickHouse, target: list[float], column: str = "image_embedding",
     return hits(ch, statement, params, vector_search_filter_strategy="'prefilter'", **settings)
 
 
+def index_limit(k: int) -> dict:
+    """The setting that keeps a top k above ClickHouse's default limit on the index."""
+    return {"max_limit_for_vector_search_queries": k} if k > INDEX_LIMIT else {}
+
+
 def with_where(statement: str, condition: str) -> str:
     """search_ann.sql with a WHERE clause before its ORDER BY."""
     return statement.replace("\nORDER BY", f"\nWHERE {condition}\nORDER BY")
 
 
 def hits(ch: ClickHouse, statement: str, params: dict, **settings) -> list[Hit]:
+    return [Hit(*r) for r in hits_rows(ch, statement, params, settings)]
+
+
+def hits_rows(ch: ClickHouse, statement: str, params: dict, settings: dict) -> list[tuple]:
     """The statement with its SETTINGS (whole numbers and quoted words, written here, never input)."""
     if settings:
         statement += " SETTINGS " + ", ".join(f"{name} = {value}" for name, value in settings.items())
-    return [Hit(*r) for r in ch.query(statement, **params)]
+    return ch.query(statement, **params)
 
 
 def explain(ch: ClickHouse, target: list[float], column: str = "image_embedding", k: int = 10) -> str:
     """EXPLAIN indexes = 1 of the search: names the vector index when ClickHouse uses it."""
     [statement] = sql("search_ann")
-    rows = ch.query("EXPLAIN indexes = 1 " + statement, column=column, target=[float(x) for x in target], k=k)
+    rows = hits_rows(ch, "EXPLAIN indexes = 1 " + statement,
+                     dict(column=column, target=[float(x) for x in target], k=k), index_limit(k))
     return "\n".join(r[0] for r in rows)
 
 

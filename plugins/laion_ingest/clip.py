@@ -1,0 +1,156 @@
+"""Stage 6: the query encoders. Text and images become the vectors LAION-400M stores.
+
+The vectors were made by OpenAI's CLIP ViT-B/32. open_clip's LAION-trained weights give other
+vectors. The model runs on ONNX Runtime (CPU), with Hugging Face `tokenizers` and Pillow. This
+stack installs in about 90 MB; torch's Linux wheels pull several GB of CUDA (bench/SEARCH.md).
+
+The model directory (LAION_CLIP_MODEL_DIR) holds the layout of the Hugging Face repositories
+`Qdrant/clip-ViT-B-32-text` and `Qdrant/clip-ViT-B-32-vision`, which are ONNX exports of
+openai/clip-vit-base-patch32:
+
+    text/model.onnx  text/tokenizer.json     input_ids, attention_mask -> text_embeds
+    vision/model.onnx                        pixel_values (B, 3, 224, 224) -> image_embeds
+
+Without LAION_CLIP_MODEL_DIR, `huggingface_hub` downloads the two repositories to its cache on
+first use. The generated mirror comes with a tiny model of the same shape (mirror_clip.py).
+"""
+from __future__ import annotations
+
+import io
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+MAX_TOKENS = 77  # CLIP's context length: longer text is cut, not refused
+IMAGE_SIZE = 224
+MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)  # CLIP's preprocessing
+STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
+HUB_REPOS = {"text": "Qdrant/clip-ViT-B-32-text", "vision": "Qdrant/clip-ViT-B-32-vision"}
+MAX_IMAGE_BYTES = 20 * 2**20
+
+
+class ClipError(ValueError):
+    """A query the encoders cannot take (an unreadable image, say). The message says which."""
+
+
+def model_dir(part: str) -> Path:
+    """text/ or vision/ of LAION_CLIP_MODEL_DIR, or the hub download of the real model."""
+    root = os.environ.get("LAION_CLIP_MODEL_DIR")
+    if root:
+        path = Path(root) / part
+        if not (path / "model.onnx").is_file():
+            raise FileNotFoundError(f"LAION_CLIP_MODEL_DIR: no {part}/model.onnx in {root}")
+        return path
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(HUB_REPOS[part], allow_patterns=["model.onnx", "tokenizer.json", "*.json"]))
+
+
+def _session(path: Path):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = int(os.environ.get("LAION_CLIP_THREADS", 0))  # 0: all cores
+    return onnxruntime.InferenceSession(str(path / "model.onnx"), options, providers=["CPUExecutionProvider"])
+
+
+def _output(session, name: str) -> str:
+    """The embedding output: by name, else the first 2-D output."""
+    outputs = session.get_outputs()
+    for o in outputs:
+        if o.name == name:
+            return name
+    return next(o.name for o in outputs if len(o.shape) == 2)
+
+
+def normalize(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.where(norms == 0, 1, norms)).astype(np.float32)
+
+
+class TextEncoder:
+    """Captions and queries to unit vectors, in batches."""
+
+    def __init__(self, path: Path | None = None):
+        from tokenizers import Tokenizer
+
+        path = path or model_dir("text")
+        self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        self.tokenizer.enable_truncation(MAX_TOKENS)
+        pad = self.tokenizer.token_to_id("<|endoftext|>") or 0
+        self.tokenizer.enable_padding(pad_id=pad, pad_token="<|endoftext|>")
+        self.session = _session(path)
+        self.inputs = {i.name for i in self.session.get_inputs()}
+        self.output = _output(self.session, "text_embeds")
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        encodings = self.tokenizer.encode_batch([t.removesuffix("\n") for t in texts])
+        feed = {"input_ids": np.array([e.ids for e in encodings], np.int64),
+                "attention_mask": np.array([e.attention_mask for e in encodings], np.int64)}
+        [vectors] = self.session.run([self.output], {k: v for k, v in feed.items() if k in self.inputs})
+        return normalize(vectors)
+
+
+class ImageEncoder:
+    """Image files (bytes of any format Pillow reads) to unit vectors, in batches."""
+
+    def __init__(self, path: Path | None = None):
+        self.session = _session(path or model_dir("vision"))
+        self.output = _output(self.session, "image_embeds")
+
+    def __call__(self, images: list[bytes]) -> np.ndarray:
+        pixels = np.stack([pixel_values(data) for data in images])
+        [vectors] = self.session.run([self.output], {"pixel_values": pixels})
+        return normalize(vectors)
+
+
+def pixel_values(data: bytes) -> np.ndarray:
+    """CLIP's preprocessing: RGB, shortest side to 224 (bicubic), centre crop, scaled, normalised."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(io.BytesIO(data)).convert("RGB")
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ClipError(f"not an image Pillow can read ({len(data)} bytes): {exc}") from None
+    scale = IMAGE_SIZE / min(image.size)
+    size = (max(IMAGE_SIZE, round(image.width * scale)), max(IMAGE_SIZE, round(image.height * scale)))
+    image = image.resize(size, Image.Resampling.BICUBIC)
+    left, top = (size[0] - IMAGE_SIZE) // 2, (size[1] - IMAGE_SIZE) // 2
+    image = image.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE))
+    array = (np.asarray(image, np.float32) / 255.0 - MEAN) / STD
+    return array.transpose(2, 0, 1)
+
+
+def read_image(source: str) -> bytes:
+    """An image from a file path or an http(s) URL, at most 20 MiB."""
+    if source.startswith(("http://", "https://")):
+        import requests
+
+        try:
+            with requests.get(source, timeout=30, stream=True) as r:
+                r.raise_for_status()
+                data = r.raw.read(MAX_IMAGE_BYTES + 1, decode_content=True)
+        except requests.RequestException as exc:
+            raise ClipError(f"image {source}: {exc}") from None
+    else:
+        try:
+            with open(source, "rb") as f:
+                data = f.read(MAX_IMAGE_BYTES + 1)
+        except OSError as exc:
+            raise ClipError(f"image {source}: {exc.strerror}") from None
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ClipError(f"image {source}: larger than {MAX_IMAGE_BYTES // 2**20} MiB")
+    return data
+
+
+@lru_cache(maxsize=1)
+def text_encoder() -> TextEncoder:
+    """One model per process (loading takes about a second for the real one)."""
+    return TextEncoder()
+
+
+@lru_cache(maxsize=1)
+def image_encoder() -> ImageEncoder:
+    return ImageEncoder()

@@ -1,0 +1,149 @@
+"""Search by text and by image, as a user runs it: CLIP queries on the command line, on both engines.
+
+The model is the mirror's tiny CLIP (mirror_clip.py): the real model's files, inputs and outputs.
+The mirror's text embeddings are rewritten with that model's encoding of each caption, as LAION's
+were made by OpenAI's CLIP, so `clip-check` has a model that matches the data. Its image URLs point
+at the test's own HTTP server, which draws a picture for each.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import ENGINES, ROOT, engine_variables, use_engine
+from laion_ingest import clip, pipeline
+from laion_ingest.clickhouse import ClickHouse
+from laion_ingest.index import IndexParams, build_indexes
+from laion_ingest.ledger import Attempt
+from laion_ingest.mirror import generate_mirror
+from laion_ingest.mirror_clip import write_model
+from laion_ingest.mirror_server import MirrorServer
+from laion_ingest.search import explain, search
+from ports import free_port
+from test_cli import cli
+
+ROWS = 3000
+
+
+def encode_mirror_captions(mirror_dir, shards, model) -> None:
+    """Replace each shard's text_emb file with the model's encoding of its captions (float16, as LAION)."""
+    encoder = clip.TextEncoder(model / "text")
+    for shard in shards:
+        captions = pq.read_table(mirror_dir / f"metadata/metadata_{shard}.parquet", columns=["caption"])
+        vectors = encoder([c or "" for c in captions["caption"].to_pylist()])
+        np.save(mirror_dir / f"text_emb/text_emb_{shard}.npy", vectors.astype(np.float16))
+
+
+@pytest.fixture(scope="module")
+def photo_mirror(tmp_path_factory, tiny_clip):
+    """Two shards whose image URLs this mirror's server answers with pictures."""
+    port = free_port()
+    out = tmp_path_factory.mktemp("photo_mirror")
+    generate_mirror(out, range(2), ROWS, image_url=f"http://127.0.0.1:{port}/")
+    encode_mirror_captions(out, range(2), tiny_clip)
+    with MirrorServer(out, port=port) as server:
+        yield server
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def loaded(request, tmp_path_factory, photo_mirror, tiny_clip):
+    """Both shards loaded and indexed on one engine; the environment set for the module."""
+    env = engine_variables(request.param, tmp_path_factory.mktemp(request.param), request)
+    env["LAION_CLIP_MODEL_DIR"] = str(tiny_clip)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        use_engine(monkeypatch, env)
+        monkeypatch.setenv("LAION_CLIP_MODEL_DIR", str(tiny_clip))
+        for shard in (0, 1):
+            attempt = Attempt(shard)
+            pipeline.fetch(attempt, photo_mirror.url)
+            pipeline.convert(attempt)
+            pipeline.load(attempt)
+        with ClickHouse() as ch:
+            build_indexes(ch, IndexParams(m=16, ef_construction=64))
+        yield env
+
+
+def test_a_text_query_finds_the_images_its_words_describe(loaded):
+    out = cli("search", "--text", "a photo of a dog", "--json", "-k", "10", env=loaded).stdout
+    hits = [json.loads(line) for line in out.splitlines()]
+    assert len(hits) == 10 and len({h["id"] for h in hits}) == 10
+    # The mirror's dog images are near the tiny model's "dog"; a few rows carry test captions instead.
+    assert sum("dog" in (h["caption"] or "") for h in hits) >= 8, [h["caption"] for h in hits]
+    assert all(h["url"].startswith("http://127.0.0.1:") and h["nsfw"] in ("UNLIKELY", "UNSURE", "NSFW") for h in hits)
+    table = cli("search", "--text", "a photo of a dog", "-k", "3", "--ef", "64", "--compare", env=loaded).stdout
+    assert "top 3 by HNSW index:" in table and "recall@3: " in table
+
+
+def test_an_image_query_by_url_and_by_file_gives_the_same_hits(loaded, tmp_path):
+    with ClickHouse() as ch:
+        [(url,)] = ch.query("SELECT url FROM laion WHERE shard = 1 AND row = 5")
+    picture = tmp_path / "query.jpg"
+    picture.write_bytes(clip.read_image(url))
+    by_url = cli("search", "--image-url", url, "--json", env=loaded).stdout
+    by_file = cli("search", "--image", str(picture), "--json", env=loaded).stdout
+    assert by_url == by_file and len(by_url.splitlines()) == 10
+
+
+def test_a_query_that_is_not_an_image_is_refused_naming_it(loaded, tmp_path):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a picture")
+    result = cli("search", "--image", str(bad), env=loaded, check=False)
+    assert result.returncode != 0 and "not an image Pillow can read" in result.stderr
+
+
+def test_a_large_k_still_uses_the_index(loaded):
+    target = clip.TextEncoder(clip.model_dir("text"))(["a red car"])[0]
+    with ClickHouse() as ch:
+        assert "vector_similarity" in explain(ch, target, k=1500)  # above the default limit of 1000
+        hits = search(ch, target, k=1500)
+        assert len(hits) == 1500 and len({h.id for h in hits}) == 1500
+        # Without the setting ClickHouse would have scanned every row: the index is not in the plan.
+        plain = ch.query("EXPLAIN indexes = 1 SELECT id FROM laion"
+                         " ORDER BY cosineDistance(image_embedding, {t:Array(Float32)}) LIMIT 1500", t=target.tolist())
+        assert "vector_similarity" not in "\n".join(r[0] for r in plain)
+
+
+def test_clip_check_says_whether_the_model_made_the_stored_vectors(loaded, tmp_path):
+    good = cli("clip-check", "--captions", "100", env=loaded)
+    assert "the model matches the data" in good.stdout
+    other = write_model(tmp_path / "other", seed=7)  # same shape, other weights: an unrelated model
+    bad = cli("clip-check", env={**loaded, "LAION_CLIP_MODEL_DIR": str(other)}, check=False)
+    assert bad.returncode == 1 and "does NOT match" in bad.stdout
+
+
+def test_text_longer_than_77_tokens_is_cut_not_refused(tiny_clip):
+    encode = clip.TextEncoder(tiny_clip / "text")
+    long = encode(["dog " * 75 + "cat " * 500])[0]
+    assert np.allclose(long, encode(["dog " * 75])[0], atol=1e-6)
+    assert not np.allclose(long, encode(["dog " * 74 + "cat"])[0], atol=1e-3)  # within 77, every word counts
+
+
+SQL_TEXT_QUERY = ("SELECT id FROM laion ORDER BY cosineDistance(image_embedding, encode_text('a photo of a dog'))"
+                  " LIMIT 10")
+
+
+def test_encode_text_in_sql_finds_what_the_search_finds_through_the_index(loaded):
+    """The seed's query, as SQL users write it: the function's vector is the encoder's, and the
+    ORDER BY still reads the vector index (ClickHouse folds the call into a constant)."""
+    with ClickHouse() as ch:
+        plan = "\n".join(r[0] for r in ch.query("EXPLAIN indexes = 1 " + SQL_TEXT_QUERY))
+        assert "vector_similarity" in plan, plan
+        in_sql = [r[0] for r in ch.query(SQL_TEXT_QUERY)]
+        [(vector,)] = ch.query("SELECT encode_text('a photo of a dog')")
+        encoded = clip.TextEncoder(clip.model_dir("text"))(["a photo of a dog"])[0]
+        assert np.allclose(vector, encoded, atol=1e-6)
+        assert in_sql == [h.id for h in search(ch, encoded, k=10, ef=256)]
+
+
+def test_encode_image_in_sql_reads_a_url_and_names_a_missing_file(loaded):
+    with ClickHouse() as ch:
+        [(url,)] = ch.query("SELECT url FROM laion WHERE shard = 0 AND row = 7")
+        [(vector,)] = ch.query("SELECT encode_image({u:String})", u=url)
+        assert np.allclose(vector, clip.ImageEncoder(clip.model_dir("vision"))([clip.read_image(url)])[0], atol=1e-6)
+        with pytest.raises(Exception, match="encode_image: image /no/such/picture.jpg: No such file"):
+            ch.query("SELECT encode_image('/no/such/picture.jpg')")
+        # The pool's process died with that query; the next query gets a new one.
+        assert len(ch.query("SELECT encode_text('a cat')")[0][0]) == 512
