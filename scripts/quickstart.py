@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT / "plugins"))
 from laion_ingest import settings  # noqa: E402
 from laion_ingest.clickhouse import ClickHouse  # noqa: E402
 from laion_ingest.mirror import generate_mirror  # noqa: E402
+from laion_ingest.mirror_clip import write_model  # noqa: E402
 from laion_ingest.mirror_server import MirrorServer  # noqa: E402
 from laion_ingest.search import recall, row_vector, search  # noqa: E402
 
@@ -63,6 +64,8 @@ def main() -> int:
         print(f"DAG run finished in {time.monotonic() - started:.0f} s (exit {code}); full log: "
               f"{base / 'dag_test.log'}\n", flush=True)
     os.environ.update({k: env[k] for k in ("LAION_CHDB_PATH", "LAION_WORK_DIR")})
+    # No CLIP weights here: the mirror's tiny model answers text queries (LAION_CLIP_MODEL_DIR).
+    os.environ.setdefault("LAION_CLIP_MODEL_DIR", str(write_model(base / "clip")))
     _report()
     return code
 
@@ -98,6 +101,11 @@ def _report() -> None:
         plots = sorted(settings.work_dir().glob("search_quality_*.png"), key=lambda f: f.stat().st_mtime)
         if plots:
             print(f"  plot: {plots[-1]}")
+        text_query = ("SELECT caption, url FROM laion\n"
+                      "ORDER BY cosineDistance(image_embedding, encode_text('a photo of a dog')) LIMIT 5")
+        print(f"\nCLIP in SQL (model: {os.environ['LAION_CLIP_MODEL_DIR']}):\n  " + text_query.replace("\n", "\n  "))
+        for caption, url in ch.query(text_query):
+            print(f"    {url}  {caption!r}")
         target = row_vector(ch, "text_embedding", 0, 3)
         caption = ch.query("SELECT caption FROM laion WHERE shard = 0 AND row = 3")[0][0]
         print(f"\nquery: the text embedding of shard 0, row 3 ({caption!r}), against image_embedding")

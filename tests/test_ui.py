@@ -2,8 +2,10 @@
 log in, open `laion_ingest`, fill the trigger form with a shard range, submit, wait for success,
 and check the grid shows the mapped tasks labelled by shard. This proves the form's Params (titles,
 types, values) reach the run's conf and that `map_index_template` names the mapped tasks.
-Screenshots go to test-artifacts/: trigger-form.png (the filled form) and grid.png (the mapped
-`ingest_shard` instances, "shard 0" and "shard 1", next to the grid).
+Then the "LAION search" page in the UI's navigation: type a text query, see the grid of pictures,
+upload an image, see its grid. Screenshots go to test-artifacts/: trigger-form.png (the filled form),
+grid.png (the mapped `ingest_shard` instances, "shard 0" and "shard 1", next to the grid),
+search-page.png and search-by-image.png.
 On a UI timeout, the page source and a screenshot are saved there as failed-<what>.html/.png."""
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 
 import pytest
+import requests
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
@@ -20,7 +23,9 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
+from laion_ingest.mirror import generate_mirror
 from laion_ingest.mirror_server import MirrorServer
+from ports import free_port
 from standalone import Standalone
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -28,13 +33,16 @@ SIZE = (1600, 1000)
 
 
 @pytest.fixture(scope="module")
-def airflow(tmp_path_factory, mirror_dir):
+def airflow(tmp_path_factory, tiny_clip):
+    """Standalone on chdb with the mirror's tiny CLIP, and a mirror whose image URLs its server draws."""
     base = tmp_path_factory.mktemp("ui")
     (base / "home").mkdir()
-    with MirrorServer(mirror_dir) as mirror:
+    port = free_port()
+    generate_mirror(base / "mirror", range(2), 3000, image_url=f"http://127.0.0.1:{port}/")
+    with MirrorServer(base / "mirror", port=port) as mirror:
         server = Standalone(base / "home", {
             "LAION_CHDB_PATH": str(base / "chdb"), "LAION_WORK_DIR": str(base / "work"),
-            "LAION_TASK_RETRY_DELAY": "1", "LAION_INDEX_POLL_SECONDS": "1"})
+            "LAION_TASK_RETRY_DELAY": "1", "LAION_INDEX_POLL_SECONDS": "1", "LAION_CLIP_MODEL_DIR": str(tiny_clip)})
         try:
             yield server, mirror
         finally:
@@ -91,16 +99,29 @@ def fill(driver, title: str, value) -> None:
     assert field.get_attribute("value") == str(value), f"form field {title!r} shows {field.get_attribute('value')!r}"
 
 
-def test_trigger_a_shard_range_from_the_ui_and_see_the_shards_in_the_grid(airflow, browser):
-    server, mirror = airflow
-    ARTIFACTS.mkdir(exist_ok=True)
-
-    browser.get(server.url)  # the simple auth manager's login form
+def login(browser, server) -> None:
+    browser.get(server.url)  # the simple auth manager's login form, unless the browser has logged in
+    if browser.get_cookie("_token"):
+        return
     wait(browser, "login form", EC.visibility_of_element_located((By.NAME, "username"))).send_keys("admin")
     browser.find_element(By.NAME, "password").send_keys(server.password)
     click(browser, "sign-in button", "button[type=submit]")
     wait(browser, "redirect after login", lambda d: "/auth/login" not in d.current_url)
 
+
+def loaded_pictures(driver, count: int):
+    """The grid's cards once `count` of them show a loaded picture, else False."""
+    cards = driver.find_elements(By.CSS_SELECTOR, "#grid .hit")
+    shown = driver.execute_script(
+        "return [...document.querySelectorAll('#grid .hit img')].filter(i => i.complete && i.naturalWidth > 0).length")
+    return cards if len(cards) == count and shown == count else False
+
+
+def test_trigger_a_shard_range_from_the_ui_and_see_the_shards_in_the_grid(airflow, browser):
+    server, mirror = airflow
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    login(browser, server)
     browser.get(f"{server.url}/dags/laion_ingest")
     click(browser, "Trigger button", "[data-testid=trigger-dag-button]")
     conf = {"First shard": 0, "Last shard": 1, "Source URL": mirror.url, "HNSW M": 8, "HNSW ef_construction": 32}
@@ -139,3 +160,38 @@ def test_trigger_a_shard_range_from_the_ui_and_see_the_shards_in_the_grid(airflo
     body = browser.find_element(By.TAG_NAME, "body").text
     assert "shard 0" in body and "shard 1" in body
     browser.save_screenshot(str(ARTIFACTS / "grid.png"))
+
+
+def test_the_search_page_answers_a_text_and_an_image_with_a_grid_of_pictures(airflow, browser, tmp_path):
+    server, mirror = airflow
+    if not any(r["state"] == "success" for r in server.api("GET", "/dags/laion_ingest/dagRuns").json()["dag_runs"]):
+        run = server.trigger({"first_shard": 0, "last_shard": 1, "source_url": mirror.url, "index_m": 8,
+                              "index_ef_construction": 32}).json()  # when run without the test above
+        assert server.wait_for_run(run["dag_run_id"]) == "success"
+    anonymous = requests.post(f"{server.url}/laion-search/api/search", data={"text": "a dog"}, timeout=30)
+    assert anonymous.status_code in (401, 403)  # the page is Airflow's: no login, no search
+
+    login(browser, server)
+    click(browser, "LAION search in the navigation", "a[href$='/plugin/laion-search']")
+    wait(browser, "search page in an iframe", EC.frame_to_be_available_and_switch_to_it((By.TAG_NAME, "iframe")))
+    wait(browser, "text box", EC.element_to_be_clickable((By.ID, "text"))).send_keys("a photo of a dog")
+    browser.find_element(By.ID, "k").send_keys(Keys.CONTROL, "a")
+    browser.find_element(By.ID, "k").send_keys("12")
+    click(browser, "Search button", "#search")
+    cards = wait(browser, "12 hits with their pictures loaded", lambda d: loaded_pictures(d, 12))
+    captions = [c.find_element(By.CLASS_NAME, "caption").text for c in cards]
+    assert sum("dog" in c for c in captions) >= 10, captions  # the tiny CLIP's "dog" finds the dog rows
+    assert "hnsw_candidate_list_size_for_search" in browser.find_element(By.ID, "status").text
+    browser.switch_to.default_content()
+    browser.save_screenshot(str(ARTIFACTS / "search-page.png"))
+
+    picture = tmp_path / "query.jpg"
+    picture.write_bytes(requests.get(f"{mirror.url}photos/000010000042.jpg", timeout=30).content)
+    browser.switch_to.frame(browser.find_element(By.TAG_NAME, "iframe"))
+    browser.find_element(By.ID, "text").clear()
+    browser.find_element(By.ID, "image").send_keys(str(picture))
+    click(browser, "Search button", "#search")
+    wait(browser, "12 hits for the image", lambda d: loaded_pictures(d, 12)
+         and "12 hits" in d.find_element(By.ID, "status").text)
+    browser.switch_to.default_content()
+    browser.save_screenshot(str(ARTIFACTS / "search-by-image.png"))
