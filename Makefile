@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SHARDS ?= 4
 ROWS ?= 20000
 
-.PHONY: quickstart test bench bench-scale requirements
+.PHONY: quickstart test ui bench bench-scale bench-search requirements
 
 $(VENV)/installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ quickstart: $(VENV)/installed
 test: $(VENV)/installed
 	scripts/install-test-deps.sh
 	$(PY) -m pytest tests
+
+# Optional third command: Airflow standalone with the sample loaded, the DAG's grid and the search page.
+PORT ?= 8080
+ui: $(VENV)/installed
+	$(PY) scripts/ui.py --port $(PORT) --shards $(SHARDS)
 
 bench: $(VENV)/installed
 	$(PY) bench/run.py

@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 class Standalone:
-    def __init__(self, home: Path, extra_env: dict[str, str]):
+    def __init__(self, home: Path, extra_env: dict[str, str], port: int | None = None):
         self.home = home
-        port = free_port()
+        port = port or free_port()
         self.url = f"http://127.0.0.1:{port}"
         venv_bin = str(Path(sys.executable).parent)
         self.env = {**os.environ, **extra_env,

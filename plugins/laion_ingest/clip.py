@@ -2,7 +2,8 @@
 
 The vectors were made by OpenAI's CLIP ViT-B/32. open_clip's LAION-trained weights give other
 vectors. The model runs on ONNX Runtime (CPU), with Hugging Face `tokenizers` and Pillow. This
-stack installs in about 90 MB; torch's Linux wheels pull several GB of CUDA (bench/SEARCH.md).
+stack adds about 110 MB to an environment that has numpy (onnxruntime 80 MB). torch's CPU build adds
+~870 MB, and PyPI's default Linux torch pulls several GB of CUDA (bench/SEARCH.md).
 
 The model directory (LAION_CLIP_MODEL_DIR) holds the layout of the Hugging Face repositories
 `Qdrant/clip-ViT-B-32-text` and `Qdrant/clip-ViT-B-32-vision`, which are ONNX exports of
