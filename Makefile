@@ -28,6 +28,9 @@ ui: $(VENV)/installed
 bench: $(VENV)/installed
 	$(PY) bench/run.py
 
+bench-search: $(VENV)/installed
+	$(PY) bench/search.py
+
 bench-scale: $(VENV)/installed
 	$(PY) bench/scale.py
 
