@@ -3,10 +3,17 @@ in each other's remote_servers (no Keeper), shards staged in SeaweedFS, driven b
 test`. The connection names the second node: any node may be the entry."""
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pyarrow.parquet as pq
 import pytest
+import requests
 
-from conftest import cluster_variables, running_cluster, use_engine, with_engine
+from conftest import ROOT, cluster_variables, running_cluster, use_engine, with_engine
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.mirror_server import MirrorServer
 from laion_ingest.search import explain, row_vector, search
@@ -92,34 +99,53 @@ def test_a_second_run_adds_nothing_and_a_forced_reload_touches_only_its_node(clu
         assert ch.query("SELECT count(), uniqExact(id) FROM laion")[0] == (source_rows(cluster_run),) * 2
 
 
-def test_a_node_down_fails_only_its_shards_and_a_rerun_loads_what_is_missing(tmp_path, mirror_dir, airflow_home, s3):
-    """Its own cluster, since it stops a node: the second node holds shard 1 when the first stops
-    (after the tables exist on both). A run over 0-3 then fails and retries the first node's shards
-    0 and 2, loads shard 3, and its summary names 0 and 2; once the node is back, the same trigger
-    loads only them."""
+def test_a_node_stopped_mid_run_fails_only_its_shards_and_a_rerun_loads_what_is_missing(
+        tmp_path, mirror_dir, airflow_home, s3):
+    """Its own cluster, since it stops a node in the middle of a run over 0-3: as soon as the first
+    node holds shard 0. Shard 2's download drips for ~10 s first, so its load comes after the stop.
+    Then shard 2 fails after a retry, the second node's shards 1 and 3 load, the summary names [2],
+    and once the node is back the same trigger loads only shard 2."""
     with running_cluster(tmp_path / "nodes") as servers, pytest.MonkeyPatch.context() as monkeypatch:
         engine = cluster_variables(tmp_path, servers, s3)
         use_engine(monkeypatch, engine)
         env = {**with_engine(airflow_home, engine), "LAION_TASK_RETRIES": "1", "LAION_TASK_RETRY_DELAY": "1"}
         run = {"nodes": servers, "database": engine["AIRFLOW_CONN_LAION_CLICKHOUSE"].rsplit("/", 1)[1],
                "src": mirror_dir}
-        with MirrorServer(mirror_dir) as server:
+        with MirrorServer(mirror_dir, faults={"/img_emb/img_emb_2.npy": ["drip"]}) as server:
             conf = {"first_shard": 0, "last_shard": SHARDS[-1], "source_url": server.url, **INDEX}
-            assert run_dag(env, {**conf, "first_shard": 1, "last_shard": 1}).returncode == 0
+            dag = start_dag(env, conf)
+            deadline = time.monotonic() + 300
+            while not has_shard(run, 0, "0"):
+                assert dag.poll() is None and time.monotonic() < deadline, "shard 0 never reached the first node"
+                time.sleep(0.05)
             servers[0].stop()
-            down = run_dag(env, conf)
-            assert down.returncode != 0 and last_run(env)["state"] == "failed"
-            log = down.stdout + down.stderr
-            assert "2 shard(s) failed: [0, 2]" in log and "its node, 1 of cluster laion_test, did not answer" in log
-            assert [p[0] for p in parts(run, 1)] == ["1", "3"]
+            out, err = dag.communicate(timeout=600)
+            assert dag.returncode != 0 and last_run(env)["state"] == "failed"
+            assert "1 shard(s) failed: [2]" in out + err and "its node, 1 of cluster laion_test, did not answer" in out + err
+            assert [p[0] for p in parts(run, 1)] == ["1", "3"]  # the other node's shards, intact
             with ClickHouse() as ch:
                 tries = ch.query("SELECT shard, max(try_number) FROM laion_ledger WHERE outcome = 'failed'"
                                  " GROUP BY shard ORDER BY shard")
-                assert tries == [(0, 2), (2, 2)]  # retried, then failed
+                assert tries == [(2, 2)]  # retried, then failed
             servers[0].start()
             again = run_dag(env, conf)
             assert again.returncode == 0, again.stderr[-3000:]
-            assert "skipping 2 shard(s) already loaded: [1, 3]" in again.stdout + again.stderr
+            assert "skipping 3 shard(s) already loaded: [0, 1, 3]" in again.stdout + again.stderr
             assert [p[0] for p in parts(run, 0)] == ["0", "2"]
             with ClickHouse() as ch:
                 assert ch.query("SELECT count(), uniqExact(id) FROM laion")[0] == (source_rows(run),) * 2
+
+
+def start_dag(env: dict, conf: dict) -> subprocess.Popen:
+    return subprocess.Popen([str(Path(sys.executable).with_name("airflow")), "dags", "test", "laion_ingest", "-c",
+                             json.dumps(conf)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def has_shard(run, node: int, shard: str) -> bool:
+    """Whether a node's laion_local has the shard's partition (False while the table does not exist)."""
+    try:
+        return [shard] in on_node(run, node, "SELECT DISTINCT partition FROM system.parts WHERE database = '{db}'"
+                                              " AND table = 'laion_local' AND active AND rows > 0")
+    except requests.RequestException:
+        return False
