@@ -134,7 +134,7 @@ def laion_ingest():
         plot = settings.work_dir() / f"search_quality_{re.sub(r'[^A-Za-z0-9_.-]', '_', ctx['run_id'])}.png"
         with ClickHouse() as ch:
             result = evaluate(ch, queries=20, target_recall=ctx["params"]["target_recall"], plot=plot)
-        return {"chosen_ef": result["chosen_ef"], "plot": result["plot"]}
+        return {"chosen_ef": result["chosen_ef"], "chosen_rescore": result["chosen_rescore"], "plot": result["plot"]}
 
     @task(trigger_rule="all_done", outlets=[LAION_TABLE])
     def summary(planned: list[int] | None, indexed: list[int] | None) -> dict:

@@ -24,7 +24,7 @@ from laion_ingest.evaluate import evaluate
 from laion_ingest import load as load_module
 from laion_ingest.load import create_tables, load_shard
 from laion_ingest.mirror import generate_shard
-from laion_ingest.search import Filters, row_vector, search, with_where
+from laion_ingest.search import Filters, hits, recall, row_vector, search, tuned_settings, with_where
 
 SMALL = IndexParams(m=8, ef_construction=32)
 
@@ -314,4 +314,28 @@ def test_evaluate_measures_recall_and_latency_and_search_uses_its_choice(mirror,
     assert chosen and set(chosen) == {result["chosen_ef"]} == {min(reaching)}
     assert (tmp_path / "q.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with ClickHouse() as ch:
-        assert evaluate_module.chosen_ef(ch) == result["chosen_ef"]
+        assert evaluate_module.chosen_settings(ch) == {"hnsw_candidate_list_size_for_search": result["chosen_ef"]}
+
+
+def test_a_b1_index_is_measured_with_rescoring_and_search_uses_the_choice(mirror, engine_env):
+    """A binary-quantized index ranks by Hamming distance: evaluate also measures each ef with
+    rescoring (more candidates, exact distances), chooses it when plain search misses the target,
+    and search then answers with it."""
+    for shard in (0, 1):
+        load(mirror, shard)
+    with ClickHouse() as ch:
+        build_indexes(ch, IndexParams(quantization="b1", m=8, ef_construction=32))
+        result = evaluate(ch, queries=20, k=10, ef_values=(64,), target_recall=0.9)
+        recalls = {(r["kind"], r["rescore"]): r["recall"] for r in result["rows"]}
+        assert set(recalls) == {(kind, m) for kind in evaluate_module.KINDS for m in (0, 4, 16)}
+        assert all(recalls[(kind, 16)] > recalls[(kind, 0)] for kind in evaluate_module.KINDS)
+        assert result["chosen_rescore"] in (4, 16) and min(recalls[(kind, result["chosen_rescore"])]
+                                                            for kind in evaluate_module.KINDS) >= 0.9
+        assert tuned_settings(ch) == {"hnsw_candidate_list_size_for_search": 64, "vector_search_with_rescoring": 1,
+                                      "vector_search_index_fetch_multiplier": result["chosen_rescore"]}
+        targets = [t for (t,) in ch.run("sample_vectors", column="text_embedding", n=10, shards=[0, 1])]
+        by_default = [recall(search(ch, t), search(ch, t, exact=True)) for t in targets]
+        [statement] = sql("search_ann")
+        plain = [recall(hits(ch, statement, {"column": "image_embedding", "target": list(t), "k": 10},
+                             hnsw_candidate_list_size_for_search=64), search(ch, t, exact=True)) for t in targets]
+        assert sum(by_default) / 10 >= 0.9 > sum(plain) / 10

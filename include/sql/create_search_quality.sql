@@ -1,5 +1,5 @@
 -- What `python -m laion_ingest evaluate` measured: recall@k of the vector index against an exact
--- scan, and query latency, per kind of query and hnsw_candidate_list_size_for_search (ef), with
+-- scan, and query latency, per kind of query, hnsw_candidate_list_size_for_search (ef) and rescoring, with
 -- the index and the shards it measured. `chosen` marks the smallest ef that reached the target recall; search
 -- uses the latest run's choice.
 CREATE TABLE IF NOT EXISTS laion_search_quality
@@ -9,6 +9,7 @@ CREATE TABLE IF NOT EXISTS laion_search_quality
     index_type    String,                  -- vector_similarity(...), the index measured
     kind          LowCardinality(String),  -- text→image or image→image
     ef            UInt32,
+    rescore_multiplier UInt32,             -- with vector_search_with_rescoring, candidates fetched per hit; 0: none
     k             UInt32,
     queries       UInt32,
     shards        Array(UInt16),           -- the shards (parts) measured

@@ -244,10 +244,13 @@ def _evaluate(args) -> None:
     with ClickHouse() as ch:
         result = evaluate(ch, args.queries, args.k, ef_values, args.target_recall, plot, args.shards)
     for r in result["rows"]:
-        print(f"{r['kind']:12} ef {r['ef']:5}  recall@{r['k']} {r['recall']:.3f}  p50 {r['p50_ms']:7.1f} ms"
+        rescoring = f" rescoring ×{r['rescore']:<2}" if r["rescore"] else ""
+        print(f"{r['kind']:12} ef {r['ef']:5}{rescoring}  recall@{r['k']} {r['recall']:.3f}  p50 {r['p50_ms']:7.1f} ms"
               f"  p95 {r['p95_ms']:7.1f} ms  (brute force p50 {r['exact_p50_ms']:.1f} ms)")
     print(f"measured on shards {result['shards']}")
-    print(f"chosen hnsw_candidate_list_size_for_search: {result['chosen_ef']}; plot: {result['plot']}")
+    print(f"chosen hnsw_candidate_list_size_for_search: {result['chosen_ef']}"
+          + (f", with rescoring ×{result['chosen_rescore']}" if result["chosen_rescore"] else "")
+          + f"; plot: {result['plot']}")
 
 
 def _clip_check(args) -> int:

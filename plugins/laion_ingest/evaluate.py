@@ -7,6 +7,11 @@ latency of each go to the table `laion_search_quality` and to a PNG (recall agai
 line per kind of query). The smallest setting that reaches the target recall for both is recorded
 as chosen, and `search` uses it by default from then on.
 
+Rescoring: an index quantized to i8 or b1 ranks by approximate distances. For those, each setting is
+measured again with `vector_search_with_rescoring = 1` and the index fetching 2-16 times k candidates
+(`vector_search_index_fetch_multiplier`), whose exact distances then decide the top k. Plain settings are
+preferred. Among rescored ones the smallest multiplier is preferred, then the smallest ef.
+
 It runs on a few shards (two by default), not the table: each shard is one part with its own graph,
 searched on its own, so recall is a property of the part, and an exact top k over the whole table
 would scan all of it (1.6 TB of vectors for LAION-400M) for every query. `WHERE shard IN (...)`
@@ -15,6 +20,7 @@ prunes the other partitions for both the exact and the indexed search.
 from __future__ import annotations
 
 import logging
+import re
 import statistics
 import time
 import uuid
@@ -27,49 +33,66 @@ from laion_ingest.search import hits, recall, with_where
 log = logging.getLogger(__name__)
 
 KINDS = {"text→image": ("text_embedding", "image_embedding"), "image→image": ("image_embedding", "image_embedding")}
+RESCORING = {"i8": (2, 4), "b1": (4, 16)}  # fetch multipliers measured with rescoring, by quantization
+
+
+def search_settings(ef: int, rescore: int = 0) -> dict:
+    """The query settings of one measured setup: ef, and the rescoring multiplier (0: none)."""
+    settings = {"hnsw_candidate_list_size_for_search": int(ef)}
+    if rescore:
+        settings.update(vector_search_with_rescoring=1, vector_search_index_fetch_multiplier=int(rescore))
+    return settings
 
 
 def evaluate(ch: ClickHouse, queries: int = 50, k: int = 10, ef_values: tuple[int, ...] = (16, 32, 64, 128, 256),
              target_recall: float = 0.95, plot: Path | None = None, shards: int = 2) -> dict:
     """Measure on the first `shards` loaded shards, store and plot; returns {"run_id", "rows": [...],
-    "chosen_ef", "plot", "shards"}."""
+    "chosen_ef", "chosen_rescore", "plot", "shards"}."""
     ch.run("create_search_quality")
     [(index,)] = ch.each_node()[0].run("vector_index_type") or [("no vector index",)]
     sample = [s["shard"] for s in shard_status(ch) if s["loaded"]][:shards]
     [statement] = sql("search_ann")
     statement = with_where(statement, "shard IN {shards:Array(UInt16)}")
+    quantization = re.search(r"'(f64|f32|f16|bf16|i8|b1)'", index)
+    setups = [(ef, 0) for ef in ef_values] + \
+        [(ef, m) for m in RESCORING.get(quantization and quantization[1], ()) for ef in ef_values]
     run_id, rows = uuid.uuid4().hex[:12], []
     for kind, (query_column, column) in KINDS.items():
         targets = [t for (t,) in ch.run("sample_vectors", column=query_column, n=queries, shards=sample)]
         exact, exact_ms = _top_k(ch, statement, sample, targets, column, k, use_skip_indexes=0)
-        for ef in ef_values:
-            ann, ms = _top_k(ch, statement, sample, targets, column, k, hnsw_candidate_list_size_for_search=int(ef))
-            row = {"kind": kind, "ef": ef, "k": k, "queries": len(targets), "shards": sample,
+        for ef, rescore in setups:
+            ann, ms = _top_k(ch, statement, sample, targets, column, k, **search_settings(ef, rescore))
+            row = {"kind": kind, "ef": ef, "rescore": rescore, "k": k, "queries": len(targets), "shards": sample,
                    "recall": statistics.fmean(recall(a, e) for a, e in zip(ann, exact)),
                    "p50_ms": _percentile(ms, 50), "p95_ms": _percentile(ms, 95), "exact_p50_ms": _percentile(exact_ms, 50)}
             rows.append(row)
-            log.info("%s, ef %d: recall@%d %.3f, p50 %.1f ms, p95 %.1f ms (brute force p50 %.1f ms)",
-                     kind, ef, k, row["recall"], row["p50_ms"], row["p95_ms"], row["exact_p50_ms"])
-    chosen = min((ef for ef in ef_values if all(r["recall"] >= target_recall for r in rows if r["ef"] == ef)),
-                 default=max(ef_values))
-    if not any(r["recall"] >= target_recall for r in rows if r["ef"] == chosen):
-        log.warning("no setting reached recall %.2f; choosing the largest, %d", target_recall, chosen)
+            log.info("%s, ef %d%s: recall@%d %.3f, p50 %.1f ms, p95 %.1f ms (brute force p50 %.1f ms)",
+                     kind, ef, f", rescoring ×{rescore}" if rescore else "", k, row["recall"], row["p50_ms"],
+                     row["p95_ms"], row["exact_p50_ms"])
+    worst = {setup: min(r["recall"] for r in rows if (r["ef"], r["rescore"]) == setup) for setup in setups}
+    reaching = [(rescore, ef) for (ef, rescore), recall in worst.items() if recall >= target_recall]
+    if reaching:
+        chosen_rescore, chosen = min(reaching)
+    else:
+        chosen, chosen_rescore = max(worst, key=worst.get)
+        log.warning("no setting reached recall %.2f; choosing the best, ef %d%s", target_recall, chosen,
+                    f" with rescoring ×{chosen_rescore}" if chosen_rescore else "")
     for row in rows:
         ch.run("search_quality_record", run_id=run_id, index_type=index, target_recall=target_recall,
-               chosen=int(row["ef"] == chosen), **row)
-    log.info("chosen hnsw_candidate_list_size_for_search: %d (recall target %.2f)", chosen, target_recall)
+               chosen=int((row["ef"], row["rescore"]) == (chosen, chosen_rescore)), **row)
+    log.info("chosen: %s (recall target %.2f)", search_settings(chosen, chosen_rescore), target_recall)
     if plot:
-        _plot(rows, index, chosen, plot)
+        _plot(rows, index, (chosen, chosen_rescore), plot)
         log.info("plot: %s", plot)
-    return {"run_id": run_id, "rows": rows, "chosen_ef": chosen, "plot": str(plot) if plot else None,
-            "shards": sample}
+    return {"run_id": run_id, "rows": rows, "chosen_ef": chosen, "chosen_rescore": chosen_rescore,
+            "plot": str(plot) if plot else None, "shards": sample}
 
 
-def chosen_ef(ch: ClickHouse) -> int | None:
-    """The setting the latest evaluation chose, None if there was none."""
+def chosen_settings(ch: ClickHouse) -> dict:
+    """The search settings the latest evaluation chose ({} if there was none)."""
     ch.run("create_search_quality")
     rows = ch.run("search_quality_chosen")
-    return rows[0][0] if rows else None
+    return search_settings(*rows[0]) if rows else {}
 
 
 def _top_k(ch: ClickHouse, statement: str, shards: list[int], targets: list, column: str, k: int,
@@ -88,19 +111,20 @@ def _percentile(values: list[float], p: int) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def _plot(rows: list[dict], index: str, chosen: int, path: Path) -> None:
+def _plot(rows: list[dict], index: str, chosen: tuple[int, int], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for kind in KINDS:
-        mine = [r for r in rows if r["kind"] == kind]
-        ax.plot([r["p50_ms"] for r in mine], [r["recall"] for r in mine], marker="o", label=kind)
+    for kind, rescore in dict.fromkeys((r["kind"], r["rescore"]) for r in rows):
+        mine = [r for r in rows if (r["kind"], r["rescore"]) == (kind, rescore)]
+        ax.plot([r["p50_ms"] for r in mine], [r["recall"] for r in mine], marker="o",
+                label=kind + (f", rescoring ×{rescore}" if rescore else ""))
         for r in mine:
-            ax.annotate(f"ef {r['ef']}" + (" (chosen)" if r["ef"] == chosen else ""), (r["p50_ms"], r["recall"]),
-                        textcoords="offset points", xytext=(4, -10), fontsize=7)
+            ax.annotate(f"ef {r['ef']}" + (" (chosen)" if (r["ef"], r["rescore"]) == chosen else ""),
+                        (r["p50_ms"], r["recall"]), textcoords="offset points", xytext=(4, -10), fontsize=7)
         ax.axvline(mine[0]["exact_p50_ms"], linestyle=":", color=ax.lines[-1].get_color(), linewidth=1)
     ax.set_xlabel("p50 latency per query, ms (dotted: brute force)")
     ax.set_ylabel(f"recall@{rows[0]['k']}")

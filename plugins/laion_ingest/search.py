@@ -60,7 +60,7 @@ def search(ch: ClickHouse, target: list[float], column: str = "image_embedding",
            exact: bool = False, filters: Filters = Filters(), ef: int | None = None) -> list[Hit]:
     """Top-k rows by cosine distance among those the filters keep; exact=True scans every row
     instead of using the index. ef: hnsw_candidate_list_size_for_search, by default the one the
-    latest `evaluate` chose (ClickHouse's 256 before any)."""
+    latest `evaluate` chose (ClickHouse's 256 before any), with its rescoring where it chose one."""
     if column not in COLUMNS:
         raise ValueError(f"column must be one of {COLUMNS}, not {column!r}")
     [statement] = sql("search_ann")
@@ -70,20 +70,28 @@ def search(ch: ClickHouse, target: list[float], column: str = "image_embedding",
         statement = with_where(statement, condition)
     if exact:
         return hits(ch, statement, params, use_skip_indexes=0)
-    from laion_ingest.evaluate import chosen_ef
-
-    settings = {"hnsw_candidate_list_size_for_search": ef or chosen_ef(ch) or 256, **index_limit(k)}
+    settings = {**tuned_settings(ch, ef), **index_limit(k)}
     if not condition:
         return hits(ch, statement, params, **settings)
     [estimate] = sql("filter_selectivity")
     kept = ch.query(estimate.replace("{condition}", condition), **params)[0][0] or 0.0
     multiplier = math.ceil(2 / kept) if kept else math.inf  # twice the candidates the filter needs, on average
     if multiplier <= MAX_FETCH_MULTIPLIER:
-        found = hits(ch, statement, params, vector_search_index_fetch_multiplier=multiplier, **settings)
+        rescoring = settings.get("vector_search_index_fetch_multiplier", 1)
+        found = hits(ch, statement, params, **{**settings, "vector_search_index_fetch_multiplier": multiplier * rescoring})
         if len(found) == k:
             return found
     log.info("the filter keeps %.1f%% of rows: scanning those exactly", 100 * kept)
     return hits(ch, statement, params, vector_search_filter_strategy="'prefilter'", **settings)
+
+
+def tuned_settings(ch: ClickHouse, ef: int | None = None) -> dict:
+    """What the latest `evaluate` chose (ef, and rescoring for i8/b1 indexes), ClickHouse's ef of 256
+    before any; a given ef replaces the chosen one."""
+    from laion_ingest.evaluate import chosen_settings
+
+    settings = chosen_settings(ch) or {"hnsw_candidate_list_size_for_search": 256}
+    return {**settings, "hnsw_candidate_list_size_for_search": ef} if ef else settings
 
 
 def index_limit(k: int) -> dict:

@@ -45,8 +45,7 @@ def api_search(text: Annotated[str, Form()] = "", image: Annotated[UploadFile | 
     """Hits as JSON; a sync endpoint, so FastAPI runs the model and the query in its thread pool."""
     from laion_ingest import clip
     from laion_ingest.clickhouse import ClickHouse
-    from laion_ingest.evaluate import chosen_ef
-    from laion_ingest.search import Filters, search
+    from laion_ingest.search import Filters, search, tuned_settings
 
     started = time.perf_counter()
     try:
@@ -60,7 +59,7 @@ def api_search(text: Annotated[str, Form()] = "", image: Annotated[UploadFile | 
         raise HTTPException(400, str(exc)) from None
     encoded = time.perf_counter()
     with ClickHouse() as ch:
-        ef = chosen_ef(ch) or 256
-        hits = search(ch, target, column, k, filters=Filters(tuple(nsfw), min_similarity, min_width), ef=ef)
-    return {"hits": [h.__dict__ for h in hits], "ef": ef, "encode_ms": round(1000 * (encoded - started), 1),
+        tuned = tuned_settings(ch)
+        hits = search(ch, target, column, k, filters=Filters(tuple(nsfw), min_similarity, min_width))
+    return {"hits": [h.__dict__ for h in hits], "settings": tuned, "encode_ms": round(1000 * (encoded - started), 1),
             "search_ms": round(1000 * (time.perf_counter() - encoded), 1)}
