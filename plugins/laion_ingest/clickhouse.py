@@ -86,14 +86,14 @@ class Chdb:
         self._lock = open(self.path.with_name(self.path.name + ".lock"), "a+")
         self._acquire(lock_timeout)
         try:
-            # A dropped table's data is deleted at once, not 8 minutes later: a task's process never
-            # lives that long, so a load killed inside DROP ... SYNC left its staging table's data
-            # on disk until some process did. With 0 the next open deletes it.
             # encode_text() and encode_image() in SQL (clip_udf.py). chdb reads udf_path when the process
             # first opens the engine, and this is the one place that opens it.
             from laion_ingest.clip_udf import install
 
             udf = install(self.path.with_name(self.path.name + ".udf"))
+            # A dropped table's data is deleted at once, not 8 minutes later: a task's process never
+            # lives that long, so a load killed inside DROP ... SYNC left its staging table's data
+            # on disk until some process did. With 0 the next open deletes it.
             self.client = clickhouse_connect.get_client(
                 interface="chdb", path=str(self.path),
                 chdb_options={"database_atomic_delay_before_drop_table_sec": "0", "udf_path": str(udf),

@@ -50,7 +50,10 @@ def api_search(text: Annotated[str, Form()] = "", image: Annotated[UploadFile | 
     started = time.perf_counter()
     try:
         if image is not None and image.filename:
-            target = clip.image_encoder()([image.file.read(clip.MAX_IMAGE_BYTES)])[0]
+            data = image.file.read(clip.MAX_IMAGE_BYTES + 1)
+            if len(data) > clip.MAX_IMAGE_BYTES:
+                raise HTTPException(413, f"{image.filename}: larger than {clip.MAX_IMAGE_BYTES // 2**20} MiB")
+            target = clip.image_encoder()([data])[0]
         elif text.strip():
             target = clip.text_encoder()([text])[0]
         else:
