@@ -18,7 +18,7 @@ from laion_ingest import clip, pipeline
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.index import IndexParams, build_indexes
 from laion_ingest.ledger import Attempt
-from laion_ingest.mirror import generate_mirror
+from laion_ingest.mirror import NOUNS, generate_mirror
 from laion_ingest.mirror_clip import write_model
 from laion_ingest.mirror_server import MirrorServer
 from laion_ingest.search import explain, search
@@ -35,6 +35,13 @@ def encode_mirror_captions(mirror_dir, shards, model) -> None:
         captions = pq.read_table(mirror_dir / f"metadata/metadata_{shard}.parquet", columns=["caption"])
         vectors = encoder([c or "" for c in captions["caption"].to_pylist()])
         np.save(mirror_dir / f"text_emb/text_emb_{shard}.npy", vectors.astype(np.float16))
+
+
+def other_nouns(captions: list[str]) -> list[str]:
+    """Captions naming another of the mirror's nouns than dog. The tiny model's "dog" points at the
+    mirror's dog clusters, so a dog query finds only dog rows; one row in 11 carries one of the test
+    captions (mirror.SPECIAL_CAPTIONS) instead, which name no noun."""
+    return [c for c in captions if any(noun in c.split() for noun in NOUNS if noun != "dog")]
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +77,8 @@ def test_a_text_query_finds_the_images_its_words_describe(loaded):
     out = cli("search", "--text", "a photo of a dog", "--json", "-k", "10", env=loaded).stdout
     hits = [json.loads(line) for line in out.splitlines()]
     assert len(hits) == 10 and len({h["id"] for h in hits}) == 10
-    # The mirror's dog images are near the tiny model's "dog"; a few rows carry test captions instead.
-    assert sum("dog" in (h["caption"] or "") for h in hits) >= 8, [h["caption"] for h in hits]
+    captions = [h["caption"] or "" for h in hits]
+    assert other_nouns(captions) == [] and sum("dog" in c for c in captions) >= 6, captions
     assert all(h["url"].startswith("http://127.0.0.1:") and h["nsfw"] in ("UNLIKELY", "UNSURE", "NSFW") for h in hits)
     table = cli("search", "--text", "a photo of a dog", "-k", "3", "--ef", "64", "--compare", env=loaded).stdout
     assert "top 3 by HNSW index:" in table and "recall@3: " in table

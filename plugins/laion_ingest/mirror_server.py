@@ -13,7 +13,8 @@ the connection (a dropped download); "cut-unsized" does the same without a
 Content-Length; "short-length" announces and sends only half of the file as
 if it were whole; "html" answers 200 OK with an HTML error page; "drip" sends
 one byte every 0.2 s (at most 50); "huge" announces a Content-Length of 1 PB and
-sends nothing. Once the list is empty the path is served normally. Faults keyed
+sends nothing; "hold" waits until the test calls release() (`held` is set meanwhile), then serves
+normally. Once the list is empty the path is served normally. Faults keyed
 by the path apply to GET; keyed "HEAD <path>", to HEAD. With `auth=(user, password)` every request needs those HTTP basic
 credentials (401 otherwise), like an authenticated mirror. /photos/<key>.jpg answers with a small
 picture of its own, so a mirror generated with this server's url as image_url has images to show.
@@ -31,7 +32,7 @@ from functools import partial
 from urllib.parse import unquote, urlsplit
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
-FAULTS = ("cut", "cut-unsized", "short-length", "html", "drip", "huge")
+FAULTS = ("cut", "cut-unsized", "short-length", "html", "drip", "huge", "hold")
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int] | None:
@@ -74,6 +75,10 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         if isinstance(fault, int):
             self.send_error(fault)
             return
+        if fault == "hold":
+            mirror.held.set()
+            mirror._released.wait(timeout=600)
+            fault = None
         if fault == "huge":
             self.send_response(200)
             self.send_header("Content-Length", str(10**15))
@@ -190,6 +195,7 @@ class MirrorServer:
         self.ranges = ranges
         self.verbose = verbose
         self._lock = threading.Lock()
+        self.held, self._released = threading.Event(), threading.Event()
         self._log = []
         self._httpd = _HTTPServer((host, port), partial(_Handler, directory=os.fspath(directory)))
         self._httpd.mirror = self
@@ -222,6 +228,10 @@ class MirrorServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    def release(self) -> None:
+        """Let the requests a "hold" fault keeps waiting go on."""
+        self._released.set()
 
     def _next_fault(self, path: str):
         with self._lock:
