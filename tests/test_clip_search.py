@@ -8,14 +8,18 @@ at the test's own HTTP server, which draws a picture for each.
 from __future__ import annotations
 
 import json
+import time
 
+import clickhouse_connect
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from clickhouse_server import ADMIN, PASSWORD, ClickHouseServer, udf_config
 from conftest import ENGINES, ROOT, engine_variables, use_engine
 from laion_ingest import clip, pipeline
 from laion_ingest.clickhouse import ClickHouse
+from laion_ingest.clip_udf import install
 from laion_ingest.index import IndexParams, build_indexes
 from laion_ingest.ledger import Attempt
 from laion_ingest.mirror import NOUNS, generate_mirror
@@ -154,3 +158,18 @@ def test_encode_image_in_sql_reads_a_url_and_names_a_missing_file(loaded):
             ch.query("SELECT encode_image('/no/such/picture.jpg')")
         # The pool's process died with that query; the next query gets a new one.
         assert len(ch.query("SELECT encode_text('a cat')")[0][0]) == 512
+
+
+def test_a_connection_that_ran_encode_text_still_answers_after_the_server_closed_it(tmp_path, tiny_clip, monkeypatch):
+    """The pool process starts inside a client's query. It must not keep that client's socket: the
+    server closes idle keep-alive connections (after 1 s here), and the client's next query on a
+    connection still held open by the process hung until its read timeout."""
+    monkeypatch.setenv("LAION_CLIP_MODEL_DIR", str(tiny_clip))
+    udf = install(tmp_path / "user_scripts")
+    with ClickHouseServer(tmp_path / "server", udf_config(udf) + "<keep_alive_timeout>1</keep_alive_timeout>") as server:
+        client = clickhouse_connect.get_client(host="127.0.0.1", port=server.http_port, username=ADMIN,
+                                               password=PASSWORD, send_receive_timeout=15)
+        assert len(client.query("SELECT encode_text('a dog')").result_rows[0][0]) == 512
+        time.sleep(3)  # the server closes the idle connection the client keeps in its pool
+        started = time.monotonic()
+        assert client.query("SELECT 1").result_rows == [(1,)] and time.monotonic() - started < 5

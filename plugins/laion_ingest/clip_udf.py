@@ -30,13 +30,19 @@ BATCH = 64  # rows per model call: bounds memory whatever the chunk ClickHouse s
 
 
 def install(directory: Path) -> Path:
-    """Write clip_functions.xml and the script into directory (only what changed); returns it."""
+    """Write clip_functions.xml and the script into directory (only what changed); returns it.
+
+    The script first closes every file it inherited but stdin, stdout and stderr. ClickHouse 26.9
+    starts a pool process while it handles a query, and the process inherited that client's socket
+    (and the listening ones): when the server later closed the idle keep-alive connection, the process
+    still held it open, so the client's next query on it waited for an answer that never came (tested)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model = os.environ.get("LAION_CLIP_MODEL_DIR")
     script = "\n".join([
         f"#!{sys.executable}",
         "import os, sys",
+        "os.closerange(3, os.sysconf('SC_OPEN_MAX'))  # the server's sockets: see clip_udf.install",
         f"sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})",
         *([f"os.environ.setdefault('LAION_CLIP_MODEL_DIR', {model!r})"] if model else []),
         "from laion_ingest.clip_udf import serve",
