@@ -24,10 +24,10 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from laion_ingest.mirror import generate_mirror
-from test_clip_search import other_nouns
 from laion_ingest.mirror_server import MirrorServer
 from ports import free_port
 from standalone import Standalone
+from test_clip_search import other_nouns
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 SIZE = (1600, 1000)
