@@ -77,22 +77,16 @@ def load_sample() -> None:
     from laion_ingest.index import IndexParams, build_indexes
     from laion_ingest.ledger import Attempt
     from laion_ingest.load import create_tables
-    from laion_ingest.mirror import generate_mirror
+    from laion_ingest.mirror import sample_mirror
     from laion_ingest.mirror_server import MirrorServer
 
     with ClickHouse() as ch:
         create_tables(ch)
         if ch.query("SELECT uniqExact(shard) FROM laion")[0][0] == SHARDS:
             return
-    mirror = WORK / "mirror"
-    if not (mirror / "metadata" / f"metadata_{SHARDS - 1}.parquet").exists():
-        generate_mirror(mirror, range(SHARDS), ROWS)
-    with MirrorServer(mirror) as server:
+    with MirrorServer(sample_mirror(WORK / "mirror", SHARDS, ROWS)) as server:
         for shard in range(SHARDS):
-            attempt = Attempt(shard)
-            pipeline.fetch(attempt, server.url)
-            pipeline.convert(attempt)
-            pipeline.load(attempt)
+            pipeline.ingest(Attempt(shard), server.url)
     with ClickHouse() as ch:
         build_indexes(ch, IndexParams(m=16, ef_construction=64))
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "plugins"))
 
 from laion_ingest import settings  # noqa: E402
 from laion_ingest.clickhouse import ClickHouse  # noqa: E402
-from laion_ingest.mirror import generate_mirror  # noqa: E402
+from laion_ingest.mirror import sample_mirror  # noqa: E402
 from laion_ingest.mirror_clip import write_model  # noqa: E402
 from laion_ingest.mirror_server import MirrorServer  # noqa: E402
 from laion_ingest.search import recall, row_vector, search  # noqa: E402
@@ -39,10 +39,7 @@ def main() -> int:
     args = ap.parse_args()
 
     base = args.dir.resolve()
-    mirror = base / f"mirror_{args.shards}x{args.rows}"
-    if not (mirror / "metadata" / f"metadata_{args.shards - 1}.parquet").exists():
-        print(f"generating {args.shards} shards of ~{args.rows:,} rows in {mirror} ...", flush=True)
-        generate_mirror(mirror, range(args.shards), args.rows)
+    mirror = sample_mirror(base / f"mirror_{args.shards}x{args.rows}", args.shards, args.rows)
     for fresh in ("chdb", "chdb.lock", "work"):
         path = base / fresh
         shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)

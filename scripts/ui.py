@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "tests")]
 
-from laion_ingest.mirror import generate_mirror  # noqa: E402
+from laion_ingest.mirror import sample_mirror  # noqa: E402
 from laion_ingest.mirror_clip import write_model  # noqa: E402
 from laion_ingest.mirror_server import MirrorServer  # noqa: E402
 from standalone import Standalone  # noqa: E402  the test suite's driver of `airflow standalone`
@@ -34,10 +34,8 @@ def main() -> int:
     args = ap.parse_args()
 
     base = args.dir.resolve()
-    mirror = base / f"mirror_{args.shards}x{args.rows}_{args.image_port}"
-    if not (mirror / "metadata" / f"metadata_{args.shards - 1}.parquet").exists():
-        print(f"generating {args.shards} shards of ~{args.rows:,} rows in {mirror} ...", flush=True)
-        generate_mirror(mirror, range(args.shards), args.rows, image_url=f"http://127.0.0.1:{args.image_port}/")
+    mirror = sample_mirror(base / f"mirror_{args.shards}x{args.rows}_{args.image_port}", args.shards, args.rows,
+                           image_url=f"http://127.0.0.1:{args.image_port}/")
     (base / "airflow").mkdir(parents=True, exist_ok=True)
     env = {"LAION_CHDB_PATH": str(base / "chdb"), "LAION_WORK_DIR": str(base / "work"),
            "LAION_CLIP_MODEL_DIR": os.environ.get("LAION_CLIP_MODEL_DIR") or str(write_model(base / "clip"))}

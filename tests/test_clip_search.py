@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from clickhouse_server import ADMIN, PASSWORD, ClickHouseServer, udf_config
-from conftest import ENGINES, ROOT, engine_variables, use_engine
+from conftest import ENGINES, engine_variables, use_engine
 from laion_ingest import clip, pipeline
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.clip_udf import install
@@ -66,12 +66,8 @@ def loaded(request, tmp_path_factory, photo_mirror, tiny_clip):
     env["LAION_CLIP_MODEL_DIR"] = str(tiny_clip)
     with pytest.MonkeyPatch.context() as monkeypatch:
         use_engine(monkeypatch, env)
-        monkeypatch.setenv("LAION_CLIP_MODEL_DIR", str(tiny_clip))
         for shard in (0, 1):
-            attempt = Attempt(shard)
-            pipeline.fetch(attempt, photo_mirror.url)
-            pipeline.convert(attempt)
-            pipeline.load(attempt)
+            pipeline.ingest(Attempt(shard), photo_mirror.url)
         with ClickHouse() as ch:
             build_indexes(ch, IndexParams(m=16, ef_construction=64))
         yield env

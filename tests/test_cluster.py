@@ -8,14 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from conftest import ROOT, cluster_variables, running_cluster, use_engine, with_engine
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.mirror_server import MirrorServer
 from laion_ingest.search import explain, row_vector, search
-from test_dag import INDEX, last_run, run_dag
+from test_dag import INDEX, last_run, run_dag, source_rows as shard_rows
 
 SHARDS = range(4)
 
@@ -34,7 +33,7 @@ def cluster_run(tmp_path_factory, mirror_dir, airflow_home, cluster_servers, s3)
 
 
 def source_rows(run) -> int:
-    return sum(pq.ParquetFile(run["src"] / f"metadata/metadata_{s}.parquet").metadata.num_rows for s in SHARDS)
+    return sum(shard_rows(run["src"], s) for s in SHARDS)
 
 
 def on_node(run, node: int, statement: str) -> list[list[str]]:

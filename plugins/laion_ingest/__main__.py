@@ -208,18 +208,18 @@ def _search(args) -> None:
 
     filters = Filters(tuple(args.nsfw), args.min_similarity, args.min_width)
     started = time.perf_counter()
-    if args.text is not None:
-        target = clip.text_encoder()([args.text])[0]
-    elif args.image or args.image_url:
-        target = clip.image_encoder()([clip.read_image(args.image or args.image_url)])[0]
     with ClickHouse() as ch:
-        if args.text is None and not (args.image or args.image_url):
+        if args.text is not None:
+            target = clip.text_encoder()([args.text])[0]
+        elif args.image or args.image_url:
+            target = clip.image_encoder()([clip.read_image(args.image or args.image_url)])[0]
+        else:
             target = row_vector(ch, args.query_column, args.shard, args.row)
         encoded = time.perf_counter()
         ann = search(ch, target, args.column, args.k, filters=filters, ef=args.ef)
         searched = time.perf_counter()
         exact = search(ch, target, args.column, args.k, exact=True, filters=filters) if args.compare else None
-    logging.info("query vector in %.0f ms (model load included), search in %.0f ms",
+    logging.info("query vector in %.0f ms (model load and connection included), search in %.0f ms",
                  1000 * (encoded - started), 1000 * (searched - encoded))
     if args.json:
         for h in ann:

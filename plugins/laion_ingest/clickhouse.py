@@ -23,6 +23,7 @@ command line and tests queue for it instead of failing with "Cannot lock file".
 from __future__ import annotations
 
 import fcntl
+import functools
 import logging
 import os
 import re
@@ -73,6 +74,15 @@ class EngineBusy(Exception):
     """The chdb data directory stayed locked by another process for longer than the timeout."""
 
 
+@functools.lru_cache(maxsize=None)
+def _clip_functions(directory: Path, model_dir: str | None) -> Path:
+    """encode_text() and encode_image() in SQL (clip_udf.py), written once per process and model: chdb
+    reads udf_path when the process first opens the engine, and Chdb is the one place that opens it."""
+    from laion_ingest.clip_udf import install
+
+    return install(directory)
+
+
 class Chdb:
     """The embedded ClickHouse engine on a data directory, held exclusively while open."""
 
@@ -86,11 +96,7 @@ class Chdb:
         self._lock = open(self.path.with_name(self.path.name + ".lock"), "a+")
         self._acquire(lock_timeout)
         try:
-            # encode_text() and encode_image() in SQL (clip_udf.py). chdb reads udf_path when the process
-            # first opens the engine, and this is the one place that opens it.
-            from laion_ingest.clip_udf import install
-
-            udf = install(self.path.with_name(self.path.name + ".udf"))
+            udf = _clip_functions(self.path.with_name(self.path.name + ".udf"), os.environ.get("LAION_CLIP_MODEL_DIR"))
             # A dropped table's data is deleted at once, not 8 minutes later: a task's process never
             # lives that long, so a load killed inside DROP ... SYNC left its staging table's data
             # on disk until some process did. With 0 the next open deletes it.

@@ -1,9 +1,9 @@
 """Stage 6: the query encoders. Text and images become the vectors LAION-400M stores.
 
 The vectors were made by OpenAI's CLIP ViT-B/32. open_clip's LAION-trained weights give other
-vectors. The model runs on ONNX Runtime (CPU), with Hugging Face `tokenizers` and Pillow. This
-stack adds about 110 MB to an environment that has numpy (onnxruntime 80 MB). torch's CPU build adds
-~870 MB, and PyPI's default Linux torch pulls several GB of CUDA (bench/SEARCH.md).
+vectors. The model runs on ONNX Runtime (CPU), with Hugging Face `tokenizers` and Pillow:
+onnxruntime installs in 76.5 MiB, torch's CPU build in 721.5 MiB, and PyPI's default Linux torch
+pulls several GB of CUDA (bench/SEARCH.md).
 
 The model directory (LAION_CLIP_MODEL_DIR) holds the layout of the Hugging Face repositories
 `Qdrant/clip-ViT-B-32-text` and `Qdrant/clip-ViT-B-32-vision`, which are ONNX exports of
@@ -46,7 +46,7 @@ def model_dir(part: str) -> Path:
         return path
     from huggingface_hub import snapshot_download
 
-    return Path(snapshot_download(HUB_REPOS[part], allow_patterns=["model.onnx", "tokenizer.json", "*.json"]))
+    return Path(snapshot_download(HUB_REPOS[part], allow_patterns=["model.onnx", "*.json"]))
 
 
 def _session(path: Path):

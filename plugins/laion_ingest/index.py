@@ -74,7 +74,8 @@ def add_indexes(ch: ClickHouse, params: IndexParams) -> list[str]:
         for name, column in INDEXES.items():
             if name not in existing:
                 node.run("vector_index_add", name=name, column=column, **asdict(params))
-                added += [name] if name not in added else []
+                if name not in added:
+                    added.append(name)
             elif existing[name].replace(" ", "") != params.type_full().replace(" ", ""):
                 raise PermanentError(
                     f"{_where(node)}index {name} exists as {existing[name]}, not {params.type_full()}; to rebuild"
@@ -139,9 +140,10 @@ def build_progress(ch: ClickHouse, shards: list[int]) -> bool:
                 shard = re.search(r"IN PARTITION (\d+)", command)
                 raise RuntimeError(f"{_where(node)}shard {shard[1] if shard else '?'}: vector index build failed"
                                    f" (mutation {mutation_id}, {command}): {reason}")
+        building = len({r[0] for r in rows})
         if node.node:
-            log.info("node %d: %d part(s) still building", node.node, len({r[0] for r in rows}))
-        running += len({r[0] for r in rows})
+            log.info("node %d: %d part(s) still building", node.node, building)
+        running += building
     log.info("vector index build: %d of %d part(s) done", len(shards) - running, len(shards))
     if running:
         return False

@@ -95,6 +95,16 @@ def generate_mirror(out_dir, shards=range(4), rows: int = 20_000, seed: int = 0,
     return {shard: generate_shard(out_dir, shard, rows, seed, image_url) for shard in shards}
 
 
+def sample_mirror(out_dir, shards: int, rows: int, image_url: str | None = None) -> Path:
+    """Shards 0..shards-1 under out_dir, generated unless a previous run finished them (the last
+    shard's metadata is written last); the quickstart's, `make ui`'s and bench/search.py's sample."""
+    out = Path(out_dir)
+    if not (out / "metadata" / f"metadata_{shards - 1}.parquet").exists():
+        print(f"generating {shards} shards of ~{rows:,} rows in {out} ...", flush=True)
+        generate_mirror(out, range(shards), rows, image_url=image_url)
+    return out
+
+
 def generate_shard(out_dir, shard: int, rows: int, seed: int = 0, image_url: str | None = None) -> int:
     """Write one shard's three files (nominal size `rows`); return its actual row count.
 

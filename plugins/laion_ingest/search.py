@@ -57,10 +57,11 @@ INDEX_LIMIT = 100
 
 
 def search(ch: ClickHouse, target: list[float], column: str = "image_embedding", k: int = 10,
-           exact: bool = False, filters: Filters = Filters(), ef: int | None = None) -> list[Hit]:
+           exact: bool = False, filters: Filters = Filters(), ef: int | None = None,
+           tuned: dict | None = None) -> list[Hit]:
     """Top-k rows by cosine distance among those the filters keep; exact=True scans every row
-    instead of using the index. ef: hnsw_candidate_list_size_for_search, by default the one the
-    latest `evaluate` chose (ClickHouse's 256 before any), with its rescoring where it chose one."""
+    instead of using the index. tuned: the index's search settings, by default tuned_settings(ch, ef):
+    what the latest `evaluate` chose, with ef as hnsw_candidate_list_size_for_search if given."""
     if column not in COLUMNS:
         raise ValueError(f"column must be one of {COLUMNS}, not {column!r}")
     [statement] = sql("search_ann")
@@ -70,7 +71,7 @@ def search(ch: ClickHouse, target: list[float], column: str = "image_embedding",
         statement = with_where(statement, condition)
     if exact:
         return hits(ch, statement, params, use_skip_indexes=0)
-    settings = {**tuned_settings(ch, ef), **index_limit(k)}
+    settings = {**(tuned or tuned_settings(ch, ef)), **index_limit(k)}
     if not condition:
         return hits(ch, statement, params, **settings)
     [estimate] = sql("filter_selectivity")

@@ -63,6 +63,6 @@ def api_search(text: Annotated[str, Form()] = "", image: Annotated[UploadFile | 
     encoded = time.perf_counter()
     with ClickHouse() as ch:
         tuned = tuned_settings(ch)
-        hits = search(ch, target, column, k, filters=Filters(tuple(nsfw), min_similarity, min_width))
+        hits = search(ch, target, column, k, filters=Filters(tuple(nsfw), min_similarity, min_width), tuned=tuned)
     return {"hits": [h.__dict__ for h in hits], "settings": tuned, "encode_ms": round(1000 * (encoded - started), 1),
             "search_ms": round(1000 * (time.perf_counter() - encoded), 1)}
