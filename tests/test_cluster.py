@@ -4,6 +4,7 @@ test`. The connection names the second node: any node may be the entry."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from conftest import ROOT, cluster_variables, running_cluster, use_engine, with_engine
 from laion_ingest.clickhouse import ClickHouse
+from laion_ingest.index import IndexParams
 from laion_ingest.mirror_server import MirrorServer
 from laion_ingest.search import explain, row_vector, search
 from test_dag import INDEX, last_run, run_dag, source_rows as shard_rows
@@ -55,6 +57,36 @@ def test_the_range_loads_through_the_distributed_table(cluster_run):
         assert ch.query("SELECT count(), uniqExact(id) FROM laion")[0] == (source_rows(cluster_run),) * 2
         assert ch.query("SELECT engine FROM system.tables WHERE database = currentDatabase() AND name = 'laion'") \
             == [("Distributed",)]
+
+
+def test_without_keeper_the_ddl_runs_on_each_node(cluster_run):
+    """The loopback servers have no Keeper session, so the run says so and creates the tables on each
+    node itself (their presence on both nodes is what the other tests read)."""
+    log = cluster_run["first"].stdout + cluster_run["first"].stderr
+    assert "cluster laion_test: node has no Keeper session; DDL runs on each node" in log
+
+
+def test_with_keeper_the_ddl_is_one_on_cluster_statement(cluster_run):
+    """What a cluster with Keeper is sent instead: each statement once, ON CLUSTER, right after the
+    table it creates or alters, and with the database spelled out where another node reads it. Checked
+    by ClickHouse's own parser (formatQuery); the loopback servers cannot run it (no Keeper), and say
+    so, which shows it took the ON CLUSTER path."""
+    db = cluster_run["database"]
+    with ClickHouse() as ch:
+        statements = {file: ch.on_cluster_statements(file, **params) for file, params in (
+            ("create_laion", {}), ("create_laion_distributed", {"database": db}),
+            ("vector_index_add", {"name": "image_index", "column": "image_embedding", **asdict(IndexParams())}))}
+        formatted = {f: [ch.query("SELECT formatQuery({s:String})", s=s)[0][0] for s in statements[f]]
+                     for f in statements}
+        assert formatted["create_laion"][0].startswith("CREATE TABLE IF NOT EXISTS laion_local ON CLUSTER laion_test\n")
+        assert formatted["create_laion_distributed"] == [
+            f"CREATE TABLE IF NOT EXISTS {db}.laion ON CLUSTER laion_test AS {db}.laion_local\n"
+            f"ENGINE = Distributed(laion_test, {db}, laion_local, shard)"]
+        assert formatted["vector_index_add"][0].startswith(
+            "ALTER TABLE laion_local ON CLUSTER laion_test\n    (ADD INDEX IF NOT EXISTS image_index image_embedding"
+            " TYPE vector_similarity('hnsw', {metric:String}, 512, {quantization:String}, 64, 256)")
+        with pytest.raises(Exception, match="Replicated DDL queries are disabled"):
+            ch.query(statements["create_laion"][0])
 
 
 def test_each_shard_is_whole_on_the_node_the_rule_gives(cluster_run):

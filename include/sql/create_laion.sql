@@ -1,6 +1,8 @@
 -- The LAION-400M table (paste with --param_table=laion; on a cluster it is laion_local on every node,
--- under a Distributed laion: create_laion_distributed.sql): the seed's columns (url, caption, NSFW, similarity, image_embedding,
--- text_embedding) plus a stable id, the shard and row it came from, and every other metadata column.
+-- under a Distributed laion: create_laion_distributed.sql; add ON CLUSTER <cluster name> after the
+-- table's name where the cluster has Keeper): the seed's columns (url, caption, NSFW, similarity,
+-- image_embedding, text_embedding) plus a stable id, the shard and row it came from, and every other
+-- metadata column.
 --
 -- PARTITION BY shard: one partition per source shard, so a shard is (re)loaded atomically with
 -- REPLACE PARTITION and each shard's vectors sit in one part whose HNSW index is built once.

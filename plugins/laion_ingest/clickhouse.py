@@ -13,8 +13,10 @@ engines had two code paths.
 On a cluster (LAION_CLICKHOUSE_CLUSTER, the name of a cluster in the servers' remote_servers) the
 connection's node holds the ledger and a Distributed `laion` over every node's `laion_local`;
 `each_node()` and `node_for(shard)` open the nodes themselves, with the same connection's
-credentials, for what happens per node (tables, loads, index builds). Without a cluster they are
-this connection, so the stages never ask which kind of ClickHouse they run on.
+credentials, for what happens per node (loads, index builds). Without a cluster they are this
+connection, so the stages never ask which kind of ClickHouse they run on. DDL meant for every node
+goes through `on_every_node()`: one ON CLUSTER statement where the cluster has Keeper, else the
+statement on each node in turn.
 
 A chdb data directory can be open in one process at a time. `Chdb` therefore holds an exclusive
 file lock beside the data directory for as long as it is open: concurrent Airflow tasks, the
@@ -64,6 +66,16 @@ def _inline(statement: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]
 
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The table a DDL statement creates or alters, after which ON CLUSTER goes.
+DDL_TABLE = re.compile(r"^((?:CREATE TABLE IF NOT EXISTS|ALTER TABLE)\s+\S+)", re.IGNORECASE)
+
+
+def on_cluster(statement: str) -> str:
+    """The statement as distributed DDL: ON CLUSTER {cluster} after the table it creates or alters."""
+    ddl, found = DDL_TABLE.subn(r"\1 ON CLUSTER {cluster:Identifier}", statement, count=1)
+    if not found:
+        raise ValueError(f"not a CREATE TABLE IF NOT EXISTS or ALTER TABLE statement: {statement[:80]}")
+    return ddl
 
 
 class NodeUnreachable(ConnectionError):
@@ -193,6 +205,41 @@ class ClickHouse:
             node._engine.close()
         self._engine.close()
 
+    @functools.cached_property
+    def database(self) -> str:
+        return self.query("SELECT currentDatabase()")[0][0]
+
+    @functools.cached_property
+    def keeper(self) -> bool:
+        """Whether this cluster's DDL goes ON CLUSTER: the connection's node has a Keeper session.
+        Without Keeper (e.g. servers that only name each other in remote_servers) ON CLUSTER fails,
+        so the same statements run on each node instead."""
+        if not self.cluster:
+            return False
+        uptime = self.run("keeper_session")[0][0]
+        log.info("cluster %s: %s", self.cluster, f"Keeper session up {uptime} s; DDL runs ON CLUSTER" if uptime
+                 else "node has no Keeper session; DDL runs on each node")
+        return uptime > 0
+
+    def on_every_node(self, file: str, /, **params: Any) -> None:
+        """DDL of include/sql/<file>.sql on every node of the cluster (on this connection without one).
+        With Keeper and every node up it is one ON CLUSTER statement, so the cluster's DDL queue records
+        it and any replica gets it too. Otherwise each node that answers runs it in turn: the
+        statements are IF NOT EXISTS, and a node that is down gets its tables when a shard is next
+        loaded on it (ON CLUSTER would instead hold this task for distributed_ddl_task_timeout)."""
+        nodes = self.each_node(reachable=True)
+        if self.cluster and self.keeper and len(nodes) == self.node_count:
+            self._run(self.on_cluster_statements(file, **params), params)
+            return
+        for node in nodes:
+            node.run(file, **params)
+
+    def on_cluster_statements(self, file: str, /, **params: Any) -> list[str]:
+        """The statements of include/sql/<file>.sql as this cluster's ON CLUSTER DDL on laion_local, with
+        names and numbers written in (strings stay {name:String} parameters)."""
+        params = {"table": "laion_local", "cluster": self.cluster, **params}
+        return [_inline(on_cluster(s), params)[0] for s in sql(file)]
+
     def each_node(self, reachable: bool = False) -> list["ClickHouse"]:
         """A connection to every node of the cluster, in remote_servers' order; [self] without one.
         A node that does not answer raises NodeUnreachable, or is left out with reachable=True."""
@@ -236,9 +283,11 @@ class ClickHouse:
     def run(self, file: str, /, **params: Any) -> list[tuple]:
         """Run include/sql/<file>.sql with query parameters; the rows of its last statement.
         {table} is this connection's table unless given."""
-        params.setdefault("table", self.table)
+        return self._run(sql(file), {"table": self.table, **params})
+
+    def _run(self, statements: list[str], params: dict[str, Any]) -> list[tuple]:
         rows: list[tuple] = []
-        for statement in sql(file):
+        for statement in statements:
             rows = _execute(self._engine.client, *_inline(statement, params))
         return rows
 

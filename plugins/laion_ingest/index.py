@@ -64,23 +64,23 @@ def check_capacity(ch: ClickHouse, params: IndexParams) -> None:
 
 
 def add_indexes(ch: ClickHouse, params: IndexParams) -> list[str]:
-    """Declare both indexes (on every node of a cluster); returns the ones that did not exist. An
+    """Declare both indexes (on every node of a cluster); returns the ones some node lacked. An
     existing index with other parameters is an error rather than a silent rebuild of hours of work.
     Checks the capacity first."""
-    added: list[str] = []
+    missing: list[str] = []
     for node in ch.each_node():
         check_capacity(node, params)
         existing = {name: type_full for name, _, type_full in node.run("vector_index_definitions")}
-        for name, column in INDEXES.items():
-            if name not in existing:
-                node.run("vector_index_add", name=name, column=column, **asdict(params))
-                if name not in added:
-                    added.append(name)
-            elif existing[name].replace(" ", "") != params.type_full().replace(" ", ""):
+        for name in INDEXES:
+            if name in existing and existing[name].replace(" ", "") != params.type_full().replace(" ", ""):
                 raise PermanentError(
                     f"{_where(node)}index {name} exists as {existing[name]}, not {params.type_full()}; to rebuild"
                     f" it with the new parameters run: ALTER TABLE {node.table} DROP INDEX {name}")
-    return added
+            if name not in existing and name not in missing:
+                missing.append(name)
+    for name in missing:
+        ch.on_every_node("vector_index_add", name=name, column=INDEXES[name], **asdict(params))
+    return missing
 
 
 def pending_shards(ch: ClickHouse) -> list[int]:

@@ -20,15 +20,18 @@ log = logging.getLogger(__name__)
 TABLE_BYTES_PER_ROW = 4_200  # a 1,000,448-row shard is 4.1 GB in laion (Float32 vectors; bench/RESULTS.md)
 
 
-def create_tables(ch: ClickHouse, nodes: list[ClickHouse] | None = None) -> None:
-    """laion (on a cluster: laion_local and the Distributed laion on each of `nodes`, default those
-    that answer) and the ledger, on the connection's node. On a cluster the DDL runs on each node,
-    idempotent (IF NOT EXISTS): it works with or without Keeper, where ON CLUSTER needs it; a node
-    that is down gets its tables when a shard is next loaded on it."""
-    for node in ch.each_node(reachable=True) if nodes is None else nodes:
-        node.run("create_laion")
-        if ch.cluster:
-            node.run("create_laion_distributed", cluster=ch.cluster)
+def create_tables(ch: ClickHouse, node: ClickHouse | None = None) -> None:
+    """laion (on a cluster: laion_local and the Distributed laion on every node, or on `node` only)
+    and the ledger, on the connection's node. Every statement is IF NOT EXISTS, so running them again
+    is harmless: a shard's load runs them on its own node, which may have been down before."""
+    tables = [("create_laion", {})]
+    if ch.cluster:
+        tables.append(("create_laion_distributed", {"cluster": ch.cluster, "database": ch.database}))
+    for file, params in tables:
+        if node is None:
+            ch.on_every_node(file, **params)
+        else:
+            node.run(file, **params)
     ch.run("create_ledger")
 
 

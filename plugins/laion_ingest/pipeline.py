@@ -106,7 +106,7 @@ def load(attempt: Attempt, rows: int | None = None) -> int:
     with recorded(attempt, "load"), shard_files_held(attempt.shard):
         with ClickHouse() as ch:
             node = ch.node_for(attempt.shard)
-            create_tables(ch, [node])
+            create_tables(ch, node)
             if not parquet.exists():
                 done = ch.run("ledger_loaded_since", shard=attempt.shard, since=attempt.started_at)
                 if done:  # another process loaded it while this one waited for the shard
