@@ -8,11 +8,11 @@
 FROM clickhouse/clickhouse-server:25.8
 
 ARG CLIP_MODEL=hub
+COPY docker/clickhouse-requirements.txt /opt/laion/requirements.txt
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         python3 python3-venv && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv /opt/laion/venv \
-    && /opt/laion/venv/bin/pip install --no-cache-dir onnxruntime tokenizers pillow numpy requests
-# Not pinned to requirements.txt: those pins need Python 3.11 (numpy 2.4), the image's Ubuntu has 3.10.
+    && /opt/laion/venv/bin/pip install --no-cache-dir -r /opt/laion/requirements.txt
 
 COPY plugins/laion_ingest /opt/laion/plugins/laion_ingest
 COPY include /opt/laion/include
