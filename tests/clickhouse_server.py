@@ -32,6 +32,7 @@ import requests
 from ports import free_port
 
 USER, ADMIN, PASSWORD = "laion", "admin", "ch-test-pw"
+ANALYST = "analyst"  # searches with SELECT alone (README)
 # What the package's user is granted: exactly the list in README ("Use your own ClickHouse server"),
 # so every server test proves that list is enough. (ON *.*: each test has its own database.)
 GRANTS = ["GRANT SELECT, INSERT, CREATE TABLE, DROP TABLE, OPTIMIZE, ALTER ADD INDEX, ALTER MATERIALIZE INDEX,"
@@ -85,6 +86,13 @@ USERS = """<clickhouse>
 {grants}
             </grants>
         </{user}>
+        <{analyst}>
+            <password>{password}</password>
+            <networks><ip>127.0.0.1</ip></networks>
+            <profile>server_defaults</profile>
+            <quota>default</quota>
+            <grants><query>GRANT SELECT ON *.*</query></grants>
+        </{analyst}>
     </users>
 </clickhouse>
 """
@@ -115,16 +123,16 @@ class ClickHouseServer:
         (self.base / "config.xml").write_text(CONFIG.format(http_port=self.http_port, tcp_port=self.tcp_port,
                                                             extra=extra_config))
         (self.base / "users.xml").write_text(USERS.format(
-            user=USER, admin=ADMIN, password=PASSWORD, grants="\n".join(f"<query>{g}</query>" for g in grants)))
+            user=USER, admin=ADMIN, analyst=ANALYST, password=PASSWORD, grants="\n".join(f"<query>{g}</query>" for g in grants)))
         self.proc: subprocess.Popen | None = None
 
     @property
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
-    def connection_uri(self, database: str = "default") -> str:
+    def connection_uri(self, database: str = "default", user: str = USER) -> str:
         """The server as an Airflow connection of apache-airflow-providers-clickhousedb."""
-        return f"clickhouse://{USER}:{PASSWORD}@127.0.0.1:{self.http_port}/{database}"
+        return f"clickhouse://{user}:{PASSWORD}@127.0.0.1:{self.http_port}/{database}"
 
     def start(self, timeout: float = 60) -> "ClickHouseServer":
         self._log = open(self.base / "server.log", "a")

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from clickhouse_server import ANALYST
 from conftest import ROOT
 from laion_ingest import pipeline, status
 from laion_ingest.clickhouse import ClickHouse, sql
@@ -315,6 +316,40 @@ def test_evaluate_measures_recall_and_latency_and_search_uses_its_choice(mirror,
     assert (tmp_path / "q.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with ClickHouse() as ch:
         assert evaluate_module.chosen_settings(ch) == {"hnsw_candidate_list_size_for_search": result["chosen_ef"]}
+
+
+OLD_QUALITY_TABLE = """CREATE TABLE laion_search_quality (run_id String, measured_at DateTime64(3, 'UTC') DEFAULT
+    now64(3), index_type String, kind LowCardinality(String), ef UInt32, k UInt32, queries UInt32, shards Array(UInt16),
+    recall Float64, p50_ms Float64, p95_ms Float64, exact_p50_ms Float64, target_recall Float64, chosen UInt8)
+    ENGINE = MergeTree ORDER BY (measured_at, kind, ef)"""  # as the build before rescoring was measured made it
+
+
+def test_search_reads_only_and_an_older_quality_table_gets_a_clear_fix(mirror, engine_env, request, caplog):
+    """Searching creates nothing, so a connection with SELECT alone searches. A laion_search_quality
+    made before rescoring was measured does not break search (a warning, the default settings), and
+    evaluate refuses it naming the fix rather than failing on a missing column."""
+    load(mirror, 0)
+    with ClickHouse() as ch:
+        build_indexes(ch, SMALL)
+        target = row_vector(ch, "text_embedding", 0, 3)
+        expected = search(ch, target, k=5, tuned={"hnsw_candidate_list_size_for_search": 256})
+        if ch.is_server:  # an analyst's connection: SELECT, nothing else
+            database = engine_env["AIRFLOW_CONN_LAION_CLICKHOUSE"].rsplit("/", 1)[1]
+            analyst = request.getfixturevalue("clickhouse_server").connection_uri(database, user=ANALYST)
+            with pytest.MonkeyPatch.context() as monkeypatch:
+                monkeypatch.setenv("AIRFLOW_CONN_LAION_CLICKHOUSE", analyst)
+                with ClickHouse() as reader:
+                    assert search(reader, target, k=5) == expected
+        ch.query(OLD_QUALITY_TABLE)
+        ch.query("INSERT INTO laion_search_quality (run_id, kind, ef, chosen) VALUES ('old', 'text→image', 32, 1)")
+        with caplog.at_level(logging.WARNING, logger="laion_ingest"):
+            assert tuned_settings(ch) == {"hnsw_candidate_list_size_for_search": 256}
+            assert search(ch, target, k=5) == expected
+        assert "DROP TABLE laion_search_quality" in caplog.text
+        with pytest.raises(PermanentError, match="made by an earlier version.*DROP TABLE laion_search_quality"):
+            evaluate(ch, queries=5, k=5, ef_values=(64,), target_recall=0.5)
+        ch.query("DROP TABLE laion_search_quality")
+        assert evaluate(ch, queries=5, k=5, ef_values=(64,), target_recall=0.5)["chosen_ef"] == 64
 
 
 def test_a_b1_index_is_measured_with_rescoring_and_search_uses_the_choice(mirror, engine_env):

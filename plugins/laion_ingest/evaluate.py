@@ -27,6 +27,7 @@ import uuid
 from pathlib import Path
 
 from laion_ingest.clickhouse import ClickHouse, sql
+from laion_ingest.errors import PermanentError
 from laion_ingest.ledger import shard_status
 from laion_ingest.search import hits, recall, with_where
 
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 
 KINDS = {"text→image": ("text_embedding", "image_embedding"), "image→image": ("image_embedding", "image_embedding")}
 RESCORING = {"i8": (2, 4), "b1": (4, 16)}  # fetch multipliers measured with rescoring, by quantization
+OLDER_TABLE = ("laion_search_quality was made by an earlier version (it has no column rescore_multiplier);"
+               " it holds only measurements: DROP TABLE laion_search_quality, then run evaluate again")
 
 
 def search_settings(ef: int, rescore: int = 0) -> dict:
@@ -49,6 +52,8 @@ def evaluate(ch: ClickHouse, queries: int = 50, k: int = 10, ef_values: tuple[in
     """Measure on the first `shards` loaded shards, store and plot; returns {"run_id", "rows": [...],
     "chosen_ef", "chosen_rescore", "plot", "shards"}."""
     ch.run("create_search_quality")
+    if _current_table(ch) is False:
+        raise PermanentError(OLDER_TABLE)
     [(index,)] = ch.each_node()[0].run("vector_index_type") or [("no vector index",)]
     sample = [s["shard"] for s in shard_status(ch) if s["loaded"]][:shards]
     [statement] = sql("search_ann")
@@ -89,10 +94,19 @@ def evaluate(ch: ClickHouse, queries: int = 50, k: int = 10, ef_values: tuple[in
 
 
 def chosen_settings(ch: ClickHouse) -> dict:
-    """The search settings the latest evaluation chose ({} if there was none)."""
-    ch.run("create_search_quality")
-    rows = ch.run("search_quality_chosen")
+    """The search settings the latest evaluation chose ({} if there was none). It only reads, so a
+    connection with SELECT alone can search."""
+    current = _current_table(ch)
+    if current is False:
+        log.warning("%s; until then search uses the default settings", OLDER_TABLE)
+    rows = ch.run("search_quality_chosen") if current else []
     return search_settings(*rows[0]) if rows else {}
+
+
+def _current_table(ch: ClickHouse) -> bool | None:
+    """Whether laion_search_quality has this version's columns; None if there is no such table."""
+    columns = {name for (name,) in ch.run("search_quality_columns")}
+    return "rescore_multiplier" in columns if columns else None
 
 
 def _top_k(ch: ClickHouse, statement: str, shards: list[int], targets: list, column: str, k: int,
