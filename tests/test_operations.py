@@ -1,7 +1,10 @@
-"""Operating the DAG like a user, through a real `airflow standalone` and its REST API: refused
-triggers, a transient failure retried, a permanent one failing at once, backfills and reloads."""
+"""Operating the DAG like a user, through a real `airflow standalone` and its REST API, with the
+connections stored in Airflow: refused triggers, a transient failure retried, a permanent one failing
+at once, backfills and reloads, and the search page."""
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -18,16 +21,28 @@ MISSING = "/img_emb/img_emb_2.npy"  # answers 404 once: shard 2 fails at once, t
 
 
 @pytest.fixture(scope="module")
-def airflow(tmp_path_factory, mirror_dir, module_engine):
+def airflow(tmp_path_factory, mirror_dir, module_engine, tiny_clip):
+    """A standalone whose connections (the ClickHouse server's, the S3 store's) are in Airflow's
+    database, added with `airflow connections add` as a user would, and not in its environment."""
     base = tmp_path_factory.mktemp("standalone")
     (base / "home").mkdir()
-    with MirrorServer(mirror_dir, faults={FLAKY: [503], MISSING: [404]}) as mirror:
+    connections = {name: value for name, value in module_engine.items() if name.startswith("AIRFLOW_CONN_")}
+    with MirrorServer(mirror_dir, faults={FLAKY: [503], MISSING: [404]}) as mirror, \
+            pytest.MonkeyPatch.context() as without_connections:
+        for name in connections:
+            without_connections.delenv(name)
         server = Standalone(base / "home", {
-            **module_engine,
+            **{name: value for name, value in module_engine.items() if name not in connections},
             "LAION_RETRY_ATTEMPTS": "1",  # no retries inside a try: the 503 must fail the Airflow try
             "LAION_MAX_SHARDS_IN_FLIGHT": "2", "LAION_IN_FLIGHT_POLL_SECONDS": "1",
-            "LAION_TASK_RETRY_DELAY": "1", "LAION_INDEX_POLL_SECONDS": "1"})
+            "LAION_TASK_RETRY_DELAY": "1", "LAION_INDEX_POLL_SECONDS": "1", "LAION_CLIP_MODEL_DIR": str(tiny_clip)})
+        without_connections.undo()
         try:
+            for name, value in connections.items():
+                form = "--conn-json" if value.startswith("{") else "--conn-uri"
+                subprocess.run([Path(sys.executable).with_name("airflow"), "connections", "add",
+                                name.removeprefix("AIRFLOW_CONN_").lower(), form, value],
+                               env=server.env, check=True, capture_output=True)
             yield {"server": server, "mirror": mirror, "src": mirror_dir}
         finally:
             server.stop()
@@ -126,3 +141,17 @@ def test_shards_flow_through_and_the_work_directory_holds_at_most_the_shards_in_
     assert sum(ti["start_date"] > first_loaded for ti in tis) >= 2  # shards 2 and 3 started after one was loaded
     # (the mirror's one-off faults were met by the first test; run alone, shard 2 fails here)
     assert state == "success" or [ti["state"] for ti in tis] == ["success", "success", "failed", "success"]
+
+
+def test_the_search_page_finds_the_connection_stored_in_airflow(airflow):
+    """The API server's search page reads ClickHouse's connection from Airflow's database, as the
+    tasks do: none is in its environment."""
+    server = airflow["server"]
+    assert not [name for name in server.env if name.startswith("AIRFLOW_CONN_")]
+    if not any(r["state"] == "success" for r in server.api("GET", "/dags/laion_ingest/dagRuns").json()["dag_runs"]):
+        assert run(airflow, first_shard=0, last_shard=1)[1] == "success"  # when run without the tests above
+    r = server.http.post(f"{server.url}/laion-search/api/search", data={"text": "a photo of a dog", "k": "10"},
+                         timeout=120)
+    assert r.status_code == 200, r.text
+    captions = [h["caption"] or "" for h in r.json()["hits"]]
+    assert len(captions) == 10 and sum("dog" in c for c in captions) >= 6, captions
