@@ -262,7 +262,7 @@ def render(r: dict) -> str:
           f"The same pipeline calls made directly in one process (plan, then fetch, convert, load per shard):"
           f" {d['direct']['work_seconds']:.0f} s.",
           f"Airflow's overhead: ({d['dag_wall']:.0f} − {d['direct']['work_seconds']:.0f}) s / {d['shards']} ="
-          f" **{overhead(d):.2f} s per shard** ({overhead(d) / 3:.2f} s per task: fetch, convert, load).", ""]
+          f" **{overhead(d):.2f} s per shard**, one `ingest_shard` task each (fetch, convert, load).", ""]
     ps = d["direct"].get("per_shard")
     if ps:
         def mean(part, k):
