@@ -4,18 +4,22 @@ test`. The connection names the second node: any node may be the entry."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
+from clickhouse_server import CLUSTER_GRANTS, ClickHouseServer
 from conftest import ROOT, cluster_variables, running_cluster, use_engine, with_engine
 from laion_ingest.clickhouse import ClickHouse
+from laion_ingest.errors import PermanentError
 from laion_ingest.index import IndexParams
+from laion_ingest.load import create_tables
 from laion_ingest.mirror_server import MirrorServer
 from laion_ingest.search import explain, row_vector, search
+from ports import free_port
 from test_dag import INDEX, last_run, run_dag, source_rows as shard_rows
 
 SHARDS = range(4)
@@ -87,6 +91,28 @@ def test_with_keeper_the_ddl_is_one_on_cluster_statement(cluster_run):
             " TYPE vector_similarity('hnsw', {metric:String}, 512, {quantization:String}, 64, 256)")
         with pytest.raises(Exception, match="Replicated DDL queries are disabled"):
             ch.query(statements["create_laion"][0])
+
+
+def test_a_cluster_missing_from_remote_servers_or_with_replicas_is_refused_before_anything_is_made(
+        tmp_path, monkeypatch):
+    """A misspelt LAION_CLICKHOUSE_CLUSTER is named with the clusters the node knows. A cluster with
+    replicas is refused: laion_local is a plain MergeTree loaded on one node per shard, so a
+    Distributed read could go to a replica with an empty copy and silently miss the shard's rows."""
+    port = free_port()
+    replicas = (f"<remote_servers><laion_replicated><shard><replica><host>127.0.0.1</host><port>{port}</port></replica>"
+                f"<replica><host>127.0.0.1</host><port>{free_port()}</port></replica></shard></laion_replicated>"
+                "</remote_servers>")
+    with ClickHouseServer(tmp_path / "node", replicas, tcp_port=port, grants=CLUSTER_GRANTS) as server:
+        server.sql("CREATE DATABASE refused")
+        monkeypatch.setenv("LAION_CLICKHOUSE_CONN_ID", "laion_clickhouse")
+        monkeypatch.setenv("AIRFLOW_CONN_LAION_CLICKHOUSE", server.connection_uri("refused"))
+        for cluster, problem in (("laion_replicted", "cluster laion_replicted is not in the remote_servers of the"
+                                                     " connection's node, which has: .*laion_replicated"),
+                                 ("laion_replicated", "cluster laion_replicated has up to 2 replicas per shard")):
+            monkeypatch.setenv("LAION_CLICKHOUSE_CLUSTER", cluster)
+            with ClickHouse() as ch, pytest.raises(PermanentError, match=problem):
+                create_tables(ch)
+        assert server.sql("SELECT count() FROM system.tables WHERE database = 'refused'").strip() == "0"
 
 
 def test_each_shard_is_whole_on_the_node_the_rule_gives(cluster_run):

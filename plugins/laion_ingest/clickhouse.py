@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from laion_ingest import settings
+from laion_ingest.errors import PermanentError
 
 log = logging.getLogger(__name__)
 
@@ -245,6 +246,8 @@ class ClickHouse:
         A node that does not answer raises NodeUnreachable, or is left out with reachable=True."""
         if not self.cluster:
             return [self]
+        if not self._nodes:
+            self._check_cluster()
         nodes, down = [], []
         listed = self.run("cluster_nodes", cluster=self.cluster)
         self.node_count = len(listed)
@@ -261,6 +264,18 @@ class ClickHouse:
         if down:
             log.warning("cluster %s: %s did not answer; going on without", self.cluster, ", ".join(down))
         return nodes
+
+    def _check_cluster(self) -> None:
+        """Refuse, before anything is made, a cluster the node does not know, or one with replicas."""
+        shape = {name: replicas for name, _, replicas in self.run("cluster_shape")}
+        if self.cluster not in shape:
+            raise PermanentError(f"cluster {self.cluster} is not in the remote_servers of the connection's node,"
+                                 f" which has: {', '.join(shape) or 'none'} (LAION_CLICKHOUSE_CLUSTER)")
+        if shape[self.cluster] > 1:
+            raise PermanentError(
+                f"cluster {self.cluster} has up to {shape[self.cluster]} replicas per shard; laion_local is a plain"
+                " MergeTree loaded on one node per shard, so a Distributed read could go to a replica without the"
+                " rows. Set LAION_CLICKHOUSE_CLUSTER to a cluster of one replica per shard (README, Scale out)")
 
     def node_for(self, shard: int) -> "ClickHouse":
         """The node a shard is loaded on: the one that holds it already, else shard modulo the number
