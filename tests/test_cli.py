@@ -13,7 +13,8 @@ import pytest
 from conftest import ROOT
 from laion_ingest.clickhouse import Chdb, EngineBusy
 
-STAGES = ["mirror", "serve", "fetch", "convert", "load", "index", "search", "status", "plan", "evaluate", "clip-check", "clip-udf"]
+STAGES = ["mirror", "serve", "fetch", "convert", "load", "index", "search", "status", "plan", "evaluate", "clip-check",
+          "clip-udf", "rebalance"]
 
 
 def cli(*args, env=None, check=True) -> subprocess.CompletedProcess:

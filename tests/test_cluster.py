@@ -11,15 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from clickhouse_server import CLUSTER_GRANTS, ClickHouseServer
-from conftest import ROOT, cluster_variables, running_cluster, use_engine, with_engine
+from clickhouse_server import CLUSTER_GRANTS, PASSWORD, USER, ClickHouseServer, cluster_config
+from conftest import CLUSTER, ROOT, cluster_variables, running_cluster, use_engine, with_engine
+from laion_ingest import pipeline
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.errors import PermanentError
-from laion_ingest.index import IndexParams
+from laion_ingest.index import IndexParams, build_indexes
+from laion_ingest.ledger import Attempt
 from laion_ingest.load import create_tables
 from laion_ingest.mirror_server import MirrorServer
 from laion_ingest.search import explain, row_vector, search
 from ports import free_port
+from s3_server import BUCKET
+from test_cli import cli
 from test_dag import INDEX, last_run, run_dag, source_rows as shard_rows
 
 SHARDS = range(4)
@@ -193,6 +197,57 @@ def test_a_node_stopped_mid_run_fails_only_its_shards_and_a_rerun_loads_what_is_
             assert [p[0] for p in parts(run, 0)] == ["0", "2"]
             with ClickHouse() as ch:
                 assert ch.query("SELECT count(), uniqExact(id) FROM laion")[0] == (source_rows(run),) * 2
+
+
+def test_after_a_node_is_added_rebalance_moves_the_shards_the_rule_now_gives_it(tmp_path, mirror_dir, s3,
+                                                                                 monkeypatch):
+    """Shards 0-3 are loaded and indexed while the cluster has one node; then a second node joins its
+    remote_servers. Loads keep shards where they are; `rebalance` moves 1 and 3 (shard modulo 2) to
+    the new node with their indexes, and reads through laion stay exact. A move that stopped after its
+    copy (a shard on both nodes) is finished by the next rebalance, or by the reload the plan asks for;
+    then nothing is left to move."""
+    http, tcp = [free_port(), free_port()], [free_port(), free_port()]
+    node1 = ClickHouseServer(tmp_path / "node1", cluster_config(CLUSTER, tcp[:1]), http[0], tcp[0], CLUSTER_GRANTS)
+    with node1:
+        node1.sql("CREATE DATABASE grown")
+        use_engine(monkeypatch, {
+            "LAION_WORK_DIR": str(tmp_path / "work"), "LAION_CLICKHOUSE_CONN_ID": "laion_clickhouse",
+            "LAION_CLICKHOUSE_CLUSTER": CLUSTER, "AIRFLOW_CONN_LAION_CLICKHOUSE": node1.connection_uri("grown"),
+            "LAION_STAGING_URL": f"s3://{BUCKET}/grown", "LAION_S3_CONN_ID": "laion_s3",
+            "AIRFLOW_CONN_LAION_S3": s3.connection()})
+        with MirrorServer(mirror_dir) as mirror:
+            for shard in SHARDS:
+                pipeline.ingest(Attempt(shard), mirror.url)
+        with ClickHouse() as ch:
+            build_indexes(ch, IndexParams(m=8, ef_construction=32))
+    both = cluster_config(CLUSTER, tcp)
+    with ClickHouseServer(tmp_path / "node1", both, http[0], tcp[0], CLUSTER_GRANTS) as node1, \
+            ClickHouseServer(tmp_path / "node2", both, http[1], tcp[1], CLUSTER_GRANTS) as node2:
+        node2.sql("CREATE DATABASE grown")
+        run = {"nodes": [node1, node2], "database": "grown", "src": mirror_dir}
+        assert pipeline.plan(0, 3) == []  # loads keep shards where they are
+        moved = cli("rebalance")
+        assert "2 of 4 shard(s) to move" in moved.stderr, moved.stderr[-3000:]
+        assert [p[0] for p in parts(run, 0)] == ["0", "2"] and [p[0] for p in parts(run, 1)] == ["1", "3"]
+        assert all(built == "1" for node in (0, 1) for *_, built in parts(run, node))  # moved with indexes
+        with ClickHouse() as ch:
+            assert ch.query("SELECT count(), uniqExact(id) FROM laion")[0] == (source_rows(run),) * 2
+            target = row_vector(ch, "text_embedding", 3, 5)
+            assert "image_index" in explain(ch, target) and search(ch, target, "text_embedding", k=1)[0].id == 3 * 10**9 + 5
+        copy_back = lambda shard: node1.sql(  # noqa: E731  as a move that stopped before its drop leaves it
+            f"INSERT INTO grown.laion_local SELECT * FROM remote('127.0.0.1:{tcp[1]}', grown.laion_local,"
+            f" '{USER}', '{PASSWORD}') WHERE shard = {shard}")
+        copy_back(3)
+        assert "1 of 4 shard(s) to move" in cli("rebalance").stderr
+        assert [p[0] for p in parts(run, 0)] == ["0", "2"] and [p[0] for p in parts(run, 1)] == ["1", "3"]
+        copy_back(1)  # the plan sees it in two parts, and its reload leaves it on its rule's node only
+        assert pipeline.plan(0, 3) == [1]
+        with MirrorServer(mirror_dir) as mirror:
+            pipeline.ingest(Attempt(1), mirror.url)
+        assert [p[0] for p in parts(run, 0)] == ["0", "2"] and [p[0] for p in parts(run, 1)] == ["1", "3"]
+        assert "0 of 4 shard(s) to move" in cli("rebalance").stderr
+        with ClickHouse() as ch:
+            assert ch.query("SELECT count(), uniqExact(id) FROM laion")[0] == (source_rows(run),) * 2
 
 
 def start_dag(env: dict, conf: dict, log: Path) -> subprocess.Popen:

@@ -12,6 +12,7 @@
     python -m laion_ingest plan --shards 0-409 --nodes 4 --ram-gb 256   # what a range costs
     python -m laion_ingest evaluate --queries 50                          # recall and latency
     python -m laion_ingest clip-check                                     # the CLIP model fits the data?
+    python -m laion_ingest rebalance                                      # after nodes joined the cluster
 """
 from __future__ import annotations
 
@@ -110,6 +111,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("directory", help="the server's user_scripts_path, e.g. /var/lib/clickhouse/user_scripts")
     s.set_defaults(run=_clip_udf)
 
+    s = sub.add_parser("rebalance", help="move each shard to the node the placement rule gives it (after nodes were added)")
+    s.set_defaults(run=_rebalance)
+
     s = sub.add_parser("plan", help="rows, disk, index RAM per node, cache and build core-hours of a shard range")
     s.add_argument("--shards", type=shard_range, default=(0, settings.SHARD_COUNT - 1), help="A-B or N (default 0-409)")
     s.add_argument("--nodes", type=bounded(1, 1000), default=1, help="ClickHouse nodes the shards spread over")
@@ -189,6 +193,15 @@ def _load(args) -> None:
     from laion_ingest.ledger import Attempt
 
     print(pipeline.load(Attempt(args.shard)))
+
+
+def _rebalance(args) -> None:
+    from laion_ingest.clickhouse import ClickHouse
+    from laion_ingest.rebalance import rebalance
+
+    with ClickHouse() as ch:
+        for move in rebalance(ch):
+            print(json.dumps(move))
 
 
 def _index(args) -> None:

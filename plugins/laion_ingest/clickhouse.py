@@ -265,6 +265,11 @@ class ClickHouse:
             log.warning("cluster %s: %s did not answer; going on without", self.cluster, ", ".join(down))
         return nodes
 
+    def rule(self, shard: int) -> int:
+        """The placement rule: the node (shard_num, from 1) of a shard not loaded yet, shard modulo the
+        number of nodes, as the Distributed table's sharding key says. After each_node()."""
+        return shard % self.node_count + 1
+
     def _check_cluster(self) -> None:
         """Refuse, before anything is made, a cluster the node does not know, or one with replicas."""
         shape = {name: replicas for name, _, replicas in self.run("cluster_shape")}
@@ -287,9 +292,9 @@ class ClickHouse:
             return self
         nodes = self.each_node(reachable=True)
         holding = [n for n in nodes if any(s == shard for s, _, _ in n.run("table_shards"))]
+        ruled = self.rule(shard)
         if holding:
-            return holding[0]
-        ruled = shard % self.node_count + 1  # shard_num counts from 1
+            return next((n for n in holding if n.node == ruled), holding[0])
         for node in nodes:
             if node.node == ruled:
                 return node

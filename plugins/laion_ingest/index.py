@@ -83,6 +83,17 @@ def add_indexes(ch: ClickHouse, params: IndexParams) -> list[str]:
     return missing
 
 
+def declared_params(ch: ClickHouse) -> IndexParams | None:
+    """The parameters of the vector indexes declared on the first node that has them; None if none has."""
+    for node in ch.each_node():
+        for _, _, type_full in node.run("vector_index_definitions"):
+            found = re.fullmatch(r"vector_similarity\('hnsw',\s*'(\w+)',\s*512,\s*'(\w+)',\s*(\d+),\s*(\d+)\)", type_full)
+            if found:
+                metric, quantization, m, ef = found.groups()
+                return IndexParams(metric, quantization, int(m), int(ef))
+    return None
+
+
 def pending_shards(ch: ClickHouse) -> list[int]:
     """Shards whose part has no vector index yet (on any node)."""
     return sorted(int(p) for node in ch.each_node() for (p,) in node.run("vector_index_pending"))

@@ -37,13 +37,27 @@ def create_tables(ch: ClickHouse, node: ClickHouse | None = None) -> None:
 
 def load_shard(ch: ClickHouse, shard: int, parquet: Path, expected_rows: int) -> int:
     """Load one converted shard; returns its row count. Raises before touching laion on any mismatch."""
-    stage = f"laion_stage_{shard}"
     started = time.monotonic()
     check_disk_space(ch, shard, expected_rows)
     insert_sql, params = staging.stage(parquet, ch.is_server)
+    try:
+        rows = publish(ch, shard, expected_rows, insert_sql, **params)
+    finally:
+        staging.unstage(parquet)
+    if not ch.is_server:
+        wait_for_replaced_parts(ch)
+    seconds = time.monotonic() - started
+    log.info("shard %d: %d rows loaded in %.1f s (%.0f rows/s)", shard, rows, seconds, rows / max(seconds, 1e-9))
+    return rows
+
+
+def publish(ch: ClickHouse, shard: int, expected_rows: int, insert_sql: str, **params) -> int:
+    """Fill a private staging table with include/sql/<insert_sql>.sql, check that it holds exactly the
+    shard's expected rows, and swap it in for the shard's partition (REPLACE PARTITION)."""
+    stage = f"laion_stage_{shard}"
     ch.run("stage_create", stage=stage)
     try:
-        ch.run(insert_sql, stage=stage, **params)
+        ch.run(insert_sql, stage=stage, shard=shard, **params)
         rows, ids, shards = ch.run("stage_check", stage=stage)[0]
         if rows != expected_rows or ids != rows or list(shards) != [shard]:
             raise PermanentError(f"shard {shard}: staged {rows} rows, {ids} distinct ids, shards {shards};"
@@ -52,13 +66,17 @@ def load_shard(ch: ClickHouse, shard: int, parquet: Path, expected_rows: int) ->
     except BaseException:
         ch.run("stage_drop", stage=stage)
         raise
-    finally:
-        staging.unstage(parquet)
-    if not ch.is_server:
-        wait_for_replaced_parts(ch)
-    seconds = time.monotonic() - started
-    log.info("shard %d: %d rows loaded in %.1f s (%.0f rows/s)", shard, rows, seconds, rows / max(seconds, 1e-9))
     return rows
+
+
+def drop_other_copies(ch: ClickHouse, node: ClickHouse, shard: int) -> None:
+    """On a cluster a shard lives on one node: drop its copies on the others, left by a rebalance
+    that stopped between its copy and its drop (reads through laion counted them twice), or moved by
+    one (rebalance.py)."""
+    for other in ch.each_node(reachable=True):
+        if other is not node and any(s == shard for s, _, _ in other.run("table_shards")):
+            log.info("shard %d: dropping its copy on node %d; it is on node %d", shard, other.node, node.node)
+            other.run("drop_shard", shard=shard)
 
 
 def check_disk_space(ch: ClickHouse, shard: int, rows: int) -> None:

@@ -17,7 +17,7 @@ from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.convert import convert_shard, staged_name
 from laion_ingest.fetch import fetch_shard, shard_sizes
 from laion_ingest.ledger import Attempt, differing_shards, shard_status
-from laion_ingest.load import create_tables, load_shard
+from laion_ingest.load import create_tables, drop_other_copies, load_shard
 from laion_ingest.work_space import reserve, shard_dir, shard_files_held, take_turn
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,7 @@ def load(attempt: Attempt, rows: int | None = None) -> int:
             if rows is None:
                 rows = pq.ParquetFile(parquet).metadata.num_rows
             attempt.rows = load_shard(node, attempt.shard, parquet, rows)
+            drop_other_copies(ch, node, attempt.shard)
             attempt.record(ch, "loaded", "load")
         shutil.rmtree(parquet.parent, ignore_errors=True)
     return attempt.rows
