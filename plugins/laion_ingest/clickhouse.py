@@ -224,8 +224,8 @@ class ClickHouse:
 
     def on_every_node(self, file: str, /, **params: Any) -> None:
         """DDL of include/sql/<file>.sql on every node of the cluster (on this connection without one).
-        With Keeper and every node up it is one ON CLUSTER statement, so the cluster's DDL queue records
-        it and any replica gets it too. Otherwise each node that answers runs it in turn: the
+        With Keeper and every node up it is one ON CLUSTER statement, which the cluster's DDL queue
+        records. Otherwise each node that answers runs it in turn: the
         statements are IF NOT EXISTS, and a node that is down gets its tables when a shard is next
         loaded on it (ON CLUSTER would instead hold this task for distributed_ddl_task_timeout)."""
         nodes = self.each_node(reachable=True)
@@ -283,11 +283,12 @@ class ClickHouse:
                 " rows. Set LAION_CLICKHOUSE_CLUSTER to a cluster of one replica per shard (README, Scale out)")
 
     def node_for(self, shard: int) -> "ClickHouse":
-        """The node a shard is loaded on: the one that holds it already, else shard modulo the number
-        of nodes (the Distributed table's sharding rule). So a shard never moves, also when nodes are
-        added, and a reload replaces it where it is. Only the rule's node needs to answer: shards
-        of the nodes that do load while another is down (after nodes were added, a shard on the
-        node that is down would then be loaded a second time; see README, Cluster)."""
+        """The node a shard is loaded on: the one that holds it already (the rule's, if a stopped move
+        left it on two), else shard modulo the number of nodes (the Distributed table's sharding rule).
+        So a reload replaces a shard where it is, and adding nodes moves nothing until rebalance.py
+        does. Only the rule's node needs to answer: shards of the nodes that do load while another is
+        down (after nodes were added, a shard on the node that is down is then loaded a second time,
+        and the reload the next plan asks for, once that node is back, drops the other copy)."""
         if not self.cluster:
             return self
         nodes = self.each_node(reachable=True)
