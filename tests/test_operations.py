@@ -80,12 +80,16 @@ def test_bad_triggers_are_refused_naming_the_param(airflow):
 
 
 def test_transient_errors_retry_and_permanent_ones_fail_at_once(airflow):
+    """Shard 1's 503 is retried and the shard loads on the next try; shard 2's 404 fails its task on
+    the try that met it, with retries left. Try numbers are read, not assumed: a shard waiting for
+    its turn is rescheduled, and Airflow's scheduler can count a reschedule as a failed try when the
+    executor's event arrives late (apache/airflow#71172); that costs a try, nothing else."""
     server = airflow["server"]
     run_id, state = run(airflow, first_shard=0, last_shard=2)
     assert state == "failed"  # the summary fails the run because shard 2 failed
     fetches = server.task_instances(run_id, "ingest_shard")
     assert [ti["rendered_map_index"] for ti in fetches] == ["shard 0", "shard 1", "shard 2"]
-    assert [(ti["state"], ti["try_number"]) for ti in fetches] == [("success", 1), ("success", 2), ("failed", 1)]
+    assert [ti["state"] for ti in fetches] == ["success", "success", "failed"]
     [summary] = server.task_instances(run_id, "summary")
     assert summary["state"] == "failed"
     log = server.task_log(run_id, "summary", 1)
@@ -93,13 +97,15 @@ def test_transient_errors_retry_and_permanent_ones_fail_at_once(airflow):
     with db(airflow) as ch:
         ledger = ch.query("SELECT shard, try_number, outcome, stage, error FROM laion_ledger"
                           " WHERE run_id = {r:String} ORDER BY shard, finished_at", r=run_id)
-        # try_number is the try of the shard's task: shard 1's fetch failed on try 1 and it loaded on try 2
-        assert [row[:4] for row in ledger] == [(0, 1, "loaded", "load"), (1, 1, "failed", "fetch"),
-                                               (1, 2, "loaded", "load"), (2, 1, "failed", "fetch")]
+        assert [(s, outcome, stage) for s, _, outcome, stage, _ in ledger] == [
+            (0, "loaded", "load"), (1, "failed", "fetch"), (1, "loaded", "load"), (2, "failed", "fetch")]
         assert "503" in ledger[1][4] and "HTTP 404" in ledger[3][4]
         assert ch.query("SELECT count() FROM laion")[0][0] == rows_of(airflow, 0) + rows_of(airflow, 1)
-    retry_log = server.task_log(run_id, "ingest_shard", 2, map_index=1)
-    assert "shard 1, try 2; previous try 1 failed in fetch" in retry_log and "503" in retry_log
+    failed_try, loaded_try, missing_try = ledger[1][1], ledger[2][1], ledger[3][1]
+    assert loaded_try > failed_try and fetches[1]["try_number"] == loaded_try
+    assert fetches[2]["try_number"] == missing_try < fetches[2]["max_tries"] + 1  # no retry after the 404
+    retry_log = server.task_log(run_id, "ingest_shard", loaded_try, map_index=1)
+    assert f"shard 1, try {loaded_try}; previous try {failed_try} failed in fetch" in retry_log and "503" in retry_log
 
 
 def test_a_backfill_loads_only_what_is_missing_and_force_reloads(airflow):
