@@ -86,7 +86,8 @@ def test_with_keeper_the_ddl_is_one_on_cluster_statement(cluster_run):
             ("vector_index_add", {"name": "image_index", "column": "image_embedding", **asdict(IndexParams())}))}
         formatted = {f: [ch.query("SELECT formatQuery({s:String})", s=s)[0][0] for s in statements[f]]
                      for f in statements}
-        assert formatted["create_laion"][0].startswith("CREATE TABLE IF NOT EXISTS laion_local ON CLUSTER laion_test\n")
+        assert formatted["create_laion"][0].startswith(
+            "CREATE TABLE IF NOT EXISTS laion_local ON CLUSTER laion_test\n")
         assert formatted["create_laion_distributed"] == [
             f"CREATE TABLE IF NOT EXISTS {db}.laion ON CLUSTER laion_test AS {db}.laion_local\n"
             f"ENGINE = Distributed(laion_test, {db}, laion_local, shard)"]
@@ -233,7 +234,8 @@ def test_after_a_node_is_added_rebalance_moves_the_shards_the_rule_now_gives_it(
         with ClickHouse() as ch:
             assert ch.query("SELECT count(), uniqExact(id) FROM laion")[0] == (source_rows(run),) * 2
             target = row_vector(ch, "text_embedding", 3, 5)
-            assert "image_index" in explain(ch, target) and search(ch, target, "text_embedding", k=1)[0].id == 3 * 10**9 + 5
+            assert "image_index" in explain(ch, target)
+            assert search(ch, target, "text_embedding", k=1)[0].id == 3 * 10**9 + 5
         copy_back = lambda shard: node1.sql(  # noqa: E731  as a move that stopped before its drop leaves it
             f"INSERT INTO grown.laion_local SELECT * FROM remote('127.0.0.1:{tcp[1]}', grown.laion_local,"
             f" '{USER}', '{PASSWORD}') WHERE shard = {shard}")
