@@ -229,7 +229,7 @@ class ClickHouse:
         statements are IF NOT EXISTS, and a node that is down gets its tables when a shard is next
         loaded on it (ON CLUSTER would instead hold this task for distributed_ddl_task_timeout)."""
         nodes = self.each_node(reachable=True)
-        if self.cluster and self.keeper and len(nodes) == self.node_count:
+        if self.keeper and len(nodes) == self.node_count:  # keeper is False without a cluster
             self._run(self.on_cluster_statements(file, **params), params)
             return
         for node in nodes:

@@ -71,8 +71,8 @@ def publish(ch: ClickHouse, shard: int, expected_rows: int, insert_sql: str, **p
 
 def drop_other_copies(ch: ClickHouse, node: ClickHouse, shard: int) -> None:
     """On a cluster a shard lives on one node: drop its copies on the others, left by a rebalance
-    that stopped between its copy and its drop (reads through laion counted them twice), or moved by
-    one (rebalance.py)."""
+    that stopped between its copy and its drop (reads through laion counted them twice), or by a
+    reload while the node holding it was down."""
     for other in ch.each_node(reachable=True):
         if other is not node and any(s == shard for s, _, _ in other.run("table_shards")):
             log.info("shard %d: dropping its copy on node %d; it is on node %d", shard, other.node, node.node)

@@ -19,7 +19,7 @@ import time
 
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.index import add_indexes, declared_params, materialize_indexes
-from laion_ingest.load import check_disk_space, create_tables, drop_other_copies, publish
+from laion_ingest.load import check_disk_space, create_tables, publish
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +44,17 @@ def rebalance(ch: ClickHouse) -> list[dict]:
     moved = []
     for done, (shard, holders) in enumerate(todo.items(), 1):
         started, target = time.monotonic(), nodes[ch.rule(shard)]
-        rows = holders.get(target.node) or next(iter(holders.values()))
+        others = sorted(holders.keys() - {target.node})
+        rows = holders.get(target.node) or holders[others[0]]
         if target.node not in holders:
             check_disk_space(target, shard, rows)
             publish(target, shard, rows, "stage_insert_node", cluster=ch.cluster, database=ch.database,
-                    source=next(iter(holders)))
-        drop_other_copies(ch, target, shard)
-        moved.append({"shard": shard, "rows": rows, "from": sorted(set(holders) - {target.node}), "to": target.node})
+                    source=others[0])
+        for number in others:
+            nodes[number].run("drop_shard", shard=shard)
+        moved.append({"shard": shard, "rows": rows, "from": others, "to": target.node})
         log.info("shard %d (%d of %d): %d rows from node %s to node %d in %.1f s", shard, done, len(todo), rows,
-                 ", ".join(map(str, moved[-1]["from"])), target.node, time.monotonic() - started)
+                 ", ".join(map(str, others)), target.node, time.monotonic() - started)
     if moved and params:
         materialize_indexes(ch)
     return moved
