@@ -9,20 +9,24 @@ from datetime import datetime, timezone
 
 from airflow.sdk import Asset, Param, PokeReturnValue, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException
-
 from laion_ingest import dag_settings as cfg
 from laion_ingest import pipeline, settings, work_space
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.evaluate import evaluate
-from laion_ingest.fetch import check_source_url
-from laion_ingest.index import IndexParams, add_indexes, build_progress, materialize_indexes, submit_builds
+from laion_ingest.index import (
+    IndexParams,
+    add_indexes,
+    build_progress,
+    materialize_indexes,
+    submit_builds,
+)
 from laion_ingest.ledger import Attempt
 from laion_ingest.load import create_tables
 from laion_ingest.summary import summarize
 from laion_ingest.trigger_check import shard_range_problem
 from laion_ingest.work_space import NoTurnYet
 
-SOURCE_URL = r"^https?://[^/@\s]+(/\S*)?$"  # http(s), no user:password@ (see fetch.check_source_url)
+SOURCE_URL = r"^https?://[^/@\s]+(/\S*)?$"  # http(s), no user:password@ (see settings.source_url_value)
 LAION_TABLE = Asset(name="laion", uri="clickhouse://laion_ingest/default/laion")
 INDEX = IndexParams()
 log = logging.getLogger(__name__)
@@ -46,6 +50,7 @@ def _attempt(shard: int) -> Attempt:
         "last_shard": Param(settings.SHARD_COUNT - 1, type="integer", minimum=0, maximum=settings.SHARD_COUNT - 1,
                             title="Last shard", description="Last shard to load, included (0..409)."),
         "source_url": Param(settings.source_url(), type="string", title="Source URL", pattern=SOURCE_URL,
+                            maxLength=settings.MAX_URL_LENGTH,
                             description="Base URL with img_emb/, text_emb/ and metadata/ (a LAION mirror),"
                                         " http(s) and without credentials: an authenticated mirror's login"
                                         " and password go in the Airflow connection LAION_SOURCE_CONN_ID."),
@@ -81,10 +86,10 @@ def laion_ingest():
         problem = shard_range_problem(p)  # the API server refuses these; `airflow dags test` does not
         if problem:
             raise AirflowFailException(problem)
-        check_source_url(p["source_url"])
+        settings.source_url_value("source_url", p["source_url"])
         return pipeline.plan(p["first_shard"], p["last_shard"], p["force"])
 
-    @task(map_index_template="shard {{ shard }}", max_active_tis_per_dag=cfg.shards_in_flight(),
+    @task(map_index_template="shard {{ shard }}", max_active_tis_per_dag=settings.shards_in_flight(),
           on_failure_callback=_discard_shard_files)
     def ingest_shard(shard: int) -> int:
         """Fetch, convert and load one shard in one task: the scheduler runs a mapped stage breadth
@@ -94,7 +99,7 @@ def laion_ingest():
         fails for good has its files deleted. The ledger and the log name the stage that failed."""
         params = get_current_context()["params"]
         try:
-            return pipeline.ingest(_attempt(shard), params["source_url"], params["force"], cfg.shards_in_flight())
+            return pipeline.ingest(_attempt(shard), params["source_url"], params["force"], settings.shards_in_flight())
         except NoTurnYet as wait:
             log.info("%s", wait)
             raise AirflowRescheduleException(datetime.now(timezone.utc) + cfg.in_flight_poll()) from None
@@ -118,7 +123,7 @@ def laion_ingest():
                 return submit_builds(ch, every_shard=bool(added))
             return materialize_indexes(ch, every_shard=bool(added))
 
-    @task.sensor(poke_interval=cfg.index_poll_seconds(), timeout=cfg.index_timeout_seconds(), mode="reschedule")
+    @task.sensor(poke_interval=settings.index_poll_seconds(), timeout=cfg.index_timeout(), mode="reschedule")
     def wait_for_vector_indexes(shards: list[int]) -> PokeReturnValue:
         """Poll the builds' mutations between pokes without holding a worker slot."""
         with ClickHouse() as ch:

@@ -23,21 +23,32 @@ import logging
 import sys
 
 from laion_ingest import settings
+from laion_ingest.errors import SettingError
+from laion_ingest.redaction import redact
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a stage; an error is one redacted line on stderr and exit status 1 (--traceback for the
+    traceback), never a secret."""
     args = _parser().parse_args(argv)
-    if settings.clickhouse_conn_id() or settings.source_conn_id():
-        import airflow.sdk  # noqa: F401  the server's connection is Airflow's; importing it sets up its logging
-    # Logs and progress go to stderr, whatever Airflow configured: stdout is each stage's result.
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
-    return args.run(args) or 0
+    try:
+        if settings.clickhouse_conn_id() or settings.source_conn_id():
+            import airflow.sdk  # noqa: F401  the server's connection is Airflow's; importing it sets up its logging
+        # Logs and progress go to stderr, whatever Airflow configured: stdout is each stage's result.
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
+        return args.run(args) or 0
+    except Exception as exc:
+        if args.traceback:
+            raise
+        print(f"python -m laion_ingest {args.stage}: error: {redact(exc)}", file=sys.stderr)
+        return 1
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m laion_ingest", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(required=True, metavar="STAGE")
+    p.add_argument("--traceback", action="store_true", help="on an error, show the traceback, not one line")
+    sub = p.add_subparsers(required=True, metavar="STAGE", dest="stage")
 
     s = sub.add_parser("mirror", help="generate a small mirror in the LAION-400M file formats")
     s.add_argument("--out", required=True)
@@ -53,7 +64,8 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("fetch", help="download a shard's three files into the work directory")
     s.add_argument("shard", type=bounded(0, settings.SHARD_COUNT - 1))
-    s.add_argument("--source-url", default=None, help=f"default: $LAION_SOURCE_URL or {settings.LAION_URL}")
+    s.add_argument("--source-url", type=checked(settings.source_url_value, "--source-url"), default=None,
+                   help=f"default: $LAION_SOURCE_URL or {settings.LAION_URL}")
     s.add_argument("--force", action="store_true", help="fetch again what the work directory already holds")
     s.set_defaults(run=_fetch)
 
@@ -84,10 +96,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="hits, 1..10000 (above 100 the query raises max_limit_for_vector_search_queries)")
     s.add_argument("--ef", type=bounded(1, 100_000), default=None,
                    help="hnsw_candidate_list_size_for_search (default: the one `evaluate` chose, else 256)")
-    s.add_argument("--nsfw", action="append", default=[], choices=["UNLIKELY", "UNSURE", "NSFW"],
+    s.add_argument("--nsfw", action="append", default=[], metavar="{UNLIKELY,UNSURE,NSFW}",
                    help="keep rows with this NSFW tag (repeat for several)")
-    s.add_argument("--min-similarity", type=float, default=None, help="keep rows with similarity >= this")
-    s.add_argument("--min-width", type=bounded(0, 2**32 - 1), default=None, help="keep images at least this wide")
+    s.add_argument("--min-similarity", default=None, help="keep rows with similarity >= this, -1..1")
+    s.add_argument("--min-width", default=None, help="keep images at least this wide (pixels)")
     s.add_argument("--compare", action="store_true", help="also search by brute force and print recall@k")
     s.add_argument("--json", action="store_true", help="hits as JSON lines")
     s.set_defaults(run=_search)
@@ -97,7 +109,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("-k", type=bounded(1, 1000), default=10)
     s.add_argument("--ef", default="16,32,64,128,256",
                    help="hnsw_candidate_list_size_for_search values, comma-separated (default 16,32,64,128,256)")
-    s.add_argument("--target-recall", type=float, default=0.95, help="the smallest ef reaching it is chosen (0.95)")
+    s.add_argument("--target-recall", type=checked(settings.number, "--target-recall", 0, 1), default=0.95,
+                   help="the smallest ef reaching it is chosen (0.95)")
     s.add_argument("--shards", type=bounded(1, settings.SHARD_COUNT), default=2,
                    help="loaded shards (parts) to measure on, the first ones (default 2)")
     s.add_argument("--plot", default=None, help="PNG path (default <work dir>/search_quality.png)")
@@ -117,7 +130,8 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("plan", help="rows, disk, index RAM per node, cache and build core-hours of a shard range")
     s.add_argument("--shards", type=shard_range, default=(0, settings.SHARD_COUNT - 1), help="A-B or N (default 0-409)")
     s.add_argument("--nodes", type=bounded(1, 1000), default=1, help="ClickHouse nodes the shards spread over")
-    s.add_argument("--ram-gb", type=float, default=256, help="RAM of a node, GB (default 256)")
+    s.add_argument("--ram-gb", type=checked(settings.number, "--ram-gb", 0.001, 1e6), default=256,
+                   help="RAM of a node, GB (default 256)")
     _index_args(s)
     s.set_defaults(run=_plan)
 
@@ -127,18 +141,20 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def bounded(low: int, high: int):
-    """An argparse type: a whole number in low..high, refused with its name otherwise (the SQL types
-    behind them, UInt16 for shards, would wrap a larger one silently)."""
-    def parse(text: str) -> int:
+def checked(check, *args):
+    """An argparse type from one of settings.py's checks: its SettingError becomes argparse's usage error."""
+    def parse(text: str):
         try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is not in {low}..{high}")
-        return value
+            return check(args[0], text, *args[1:])
+        except SettingError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
     return parse
+
+
+def bounded(low: int, high: int):
+    """An argparse type: a whole number in low..high, refused naming the value otherwise (the SQL types
+    behind them, UInt16 for shards, would wrap a larger one silently)."""
+    return checked(settings.number, None, low, high, True)
 
 
 def shard_range(text: str) -> tuple[int, int]:
@@ -252,7 +268,7 @@ def _evaluate(args) -> None:
     from laion_ingest.clickhouse import ClickHouse
     from laion_ingest.evaluate import evaluate
 
-    ef_values = tuple(bounded(1, 100_000)(v) for v in args.ef.split(","))
+    ef_values = tuple(settings.number("--ef", v, 1, 100_000, whole=True) for v in args.ef.split(","))
     plot = args.plot or settings.work_dir() / "search_quality.png"
     with ClickHouse() as ch:
         result = evaluate(ch, args.queries, args.k, ef_values, args.target_recall, plot, args.shards)
@@ -285,11 +301,12 @@ def _clip_check(args) -> int:
 
 
 def _clip_udf(args) -> None:
-    from laion_ingest.clip_udf import install
+    from laion_ingest.clip_udf import install, script_settings
 
     out = install(args.directory)
-    print(f"wrote {out}/clip_functions.xml and {out}/laion_clip_udf; the server's config.xml needs:\n"
-          f"  <user_scripts_path>{out}</user_scripts_path>\n"
+    print(f"wrote {out}/clip_functions.xml and {out}/laion_clip_udf, with "
+          + ", ".join(f"{k}={v}" for k, v in script_settings().items())
+          + f"; the server's config.xml needs:\n  <user_scripts_path>{out}</user_scripts_path>\n"
           f"  <user_defined_executable_functions_config>{out}/*.xml</user_defined_executable_functions_config>")
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import fcntl
 import functools
-import logging
 import os
 import re
 import time
@@ -35,8 +34,9 @@ from typing import Any
 
 from laion_ingest import settings
 from laion_ingest.errors import PermanentError
+from laion_ingest.redaction import logger, redact, register
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 
 def sql(name: str) -> list[str]:
@@ -88,9 +88,10 @@ class EngineBusy(Exception):
 
 
 @functools.lru_cache(maxsize=None)
-def _clip_functions(directory: Path, model_dir: str | None) -> Path:
-    """encode_text() and encode_image() in SQL (clip_udf.py), written once per process and model: chdb
-    reads udf_path when the process first opens the engine, and Chdb is the one place that opens it."""
+def _clip_functions(directory: Path, config: tuple) -> Path:
+    """encode_text() and encode_image() in SQL (clip_udf.py), written once per process and
+    configuration (config: what clip_udf.install writes into its script): chdb reads udf_path when
+    the process first opens the engine, and Chdb is the one place that opens it."""
     from laion_ingest.clip_udf import install
 
     return install(directory)
@@ -109,7 +110,9 @@ class Chdb:
         self._lock = open(self.path.with_name(self.path.name + ".lock"), "a+")
         self._acquire(lock_timeout)
         try:
-            udf = _clip_functions(self.path.with_name(self.path.name + ".udf"), os.environ.get("LAION_CLIP_MODEL_DIR"))
+            from laion_ingest.clip_udf import script_settings
+
+            udf = _clip_functions(self.path.with_name(self.path.name + ".udf"), tuple(script_settings().items()))
             # A dropped table's data is deleted at once, not 8 minutes later: a task's process never
             # lives that long, so a load killed inside DROP ... SYNC left its staging table's data
             # on disk until some process did. With 0 the next open deletes it.
@@ -149,6 +152,12 @@ class Chdb:
         self._lock.close()  # closing the file releases the lock
 
 
+# The oldest ClickHouse release whose behaviour the test suite proves: `make test` runs the DAG and
+# the SQL functions on a 26.7 server (every server and cluster test passed there, docs/testing.md);
+# before 26.7 no build of clickhouse-local could serve the tests. An older server is refused.
+MIN_SERVER_VERSION = (26, 7)
+
+
 class Server:
     """A ClickHouse server through the provider's hook (apache-airflow-providers-clickhousedb)."""
 
@@ -161,10 +170,38 @@ class Server:
         # The provider's own translation of the connection (credentials, TLS, settings), pointed at
         # another node of the cluster where host and port are given.
         kwargs = ClickHouseHook(clickhouse_conn_id=conn_id)._get_client_kwargs()
-        self.client = clickhouse_connect.get_client(**{**kwargs, **({"host": host, "port": port} if host else {})})
+        register(kwargs.get("password"))
+        kwargs.update({"host": host, "port": port} if host else {})
+        try:
+            self.client = clickhouse_connect.get_client(**kwargs)
+        except clickhouse_connect.driver.exceptions.Error as exc:
+            raise QueryError(exc) from None
+        check_version(self.client.server_version, f"{kwargs.get('host')}:{kwargs.get('port')}")
 
     def close(self) -> None:
         self.client.close()
+
+
+def check_version(version: str, where: str) -> None:
+    """Refuse a server older than MIN_SERVER_VERSION, naming both versions."""
+    found = tuple(int(part) for part in re.findall(r"\d+", version)[:2])
+    if found < MIN_SERVER_VERSION:
+        oldest = ".".join(map(str, MIN_SERVER_VERSION))
+        raise PermanentError(f"the ClickHouse server at {where} is version {version}; laion_ingest needs {oldest}"
+                             f" or newer, the oldest release its test suite runs on (upgrade the server)")
+
+
+class QueryError(RuntimeError):
+    """ClickHouse refused a statement or could not be reached; the driver's message, redacted (it can
+    hold the HTTP query string, and so the statement's parameters) and cut to MAX_ERROR characters
+    (it quotes the whole statement, image bytes included). Transient: the task retries."""
+
+    def __init__(self, driver_error: Exception):
+        text = redact(driver_error)
+        super().__init__(text if len(text) <= MAX_ERROR else f"{text[:MAX_ERROR]}... ({len(text) - MAX_ERROR:,} more characters)")
+
+
+MAX_ERROR = 4000
 
 
 # Statements that answer with rows; everything else (DDL, INSERT, ALTER, OPTIMIZE, KILL) is a command.
@@ -172,10 +209,15 @@ ROWS = re.compile(r"\s*(SELECT|WITH|EXPLAIN|SHOW|DESCRIBE)\b", re.IGNORECASE)
 
 
 def _execute(client, statement: str, params: dict[str, Any]) -> list[tuple]:
-    if ROWS.match(statement):
-        return [tuple(r) for r in client.query(statement, parameters=params).result_rows]
-    client.command(statement, parameters=params)
-    return []
+    from clickhouse_connect.driver.exceptions import Error
+
+    try:
+        if ROWS.match(statement):
+            return [tuple(r) for r in client.query(statement, parameters=params).result_rows]
+        client.command(statement, parameters=params)
+        return []
+    except Error as exc:
+        raise QueryError(exc) from None
 
 
 class ClickHouse:

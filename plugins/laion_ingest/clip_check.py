@@ -8,15 +8,14 @@ preprocessing, gives far less.
 """
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 
 from laion_ingest import clip
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.ledger import shard_status
+from laion_ingest.redaction import logger
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 MATCH = 0.95  # median cosine above which the model is taken to be the data's
 

@@ -8,7 +8,6 @@ by batch, so memory does not grow with the shard. pyarrow writes the file.
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +17,9 @@ import pyarrow.parquet as pq
 from laion_ingest.errors import ShardFileError
 from laion_ingest.fetch import shard_files
 from laion_ingest.progress import Progress
+from laion_ingest.redaction import logger
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 DIM = 512
 ID_BASE = 1_000_000_000  # id = shard * ID_BASE + row; a shard can never reach 10^9 rows (2 TB of .npy)

@@ -1,4 +1,6 @@
-"""Airflow-side settings of the laion_ingest DAG: retries, and how many shards run at once.
+"""Airflow-side settings of the laion_ingest DAG: retries, and how many shards run at once. The
+values come from settings.py (read and checked at DAG parse: a bad one is the DAG's import error,
+naming the variable); this module turns them into Airflow's objects.
 
 Retries: every task retries LAION_TASK_RETRIES times (default 3) with exponential backoff from
 LAION_TASK_RETRY_DELAY seconds (30) up to LAION_TASK_MAX_RETRY_DELAY (600). A PermanentError
@@ -19,7 +21,6 @@ LAION_INDEX_TIMEOUT_HOURS (72), the same bound as the build task on chdb.
 """
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
 from laion_ingest import settings
@@ -28,11 +29,12 @@ from laion_ingest import settings
 def default_args() -> dict:
     from airflow.sdk import ExceptionRetryPolicy, RetryAction, RetryRule
 
+    delay, most = settings.task_retry_delays()
     return {
-        "retries": int(os.environ.get("LAION_TASK_RETRIES", 3)),
-        "retry_delay": timedelta(seconds=float(os.environ.get("LAION_TASK_RETRY_DELAY", 30))),
+        "retries": settings.task_retries(),
+        "retry_delay": timedelta(seconds=delay),
         "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(seconds=float(os.environ.get("LAION_TASK_MAX_RETRY_DELAY", 600))),
+        "max_retry_delay": timedelta(seconds=most),
         "execution_timeout": timedelta(hours=settings.task_timeout_hours()),
         "retry_policy": ExceptionRetryPolicy(rules=[RetryRule(
             exception="laion_ingest.errors.PermanentError", action=RetryAction.FAIL,
@@ -40,21 +42,9 @@ def default_args() -> dict:
     }
 
 
-def shards_in_flight() -> int:
-    return int(os.environ.get("LAION_MAX_SHARDS_IN_FLIGHT", 4))
-
-
 def in_flight_poll() -> timedelta:
-    return timedelta(seconds=float(os.environ.get("LAION_IN_FLIGHT_POLL_SECONDS", 15)))
-
-
-def index_poll_seconds() -> float:
-    return float(os.environ.get("LAION_INDEX_POLL_SECONDS", 60))
+    return timedelta(seconds=settings.in_flight_poll_seconds())
 
 
 def index_timeout() -> timedelta:
-    return timedelta(seconds=index_timeout_seconds())
-
-
-def index_timeout_seconds() -> float:
-    return 3600 * float(os.environ.get("LAION_INDEX_TIMEOUT_HOURS", 72))
+    return timedelta(hours=settings.index_timeout_hours())

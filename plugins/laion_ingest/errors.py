@@ -1,13 +1,19 @@
-"""The two kinds of failure the pipeline tells apart.
+"""The kinds of failure the pipeline tells apart.
 
 Anything that is not a PermanentError is treated as transient: the stage retries it with backoff,
-and so does Airflow. A PermanentError (a missing file, a corrupt or mismatched one) cannot get
-better by waiting, so the DAG fails the task at once without spending its retries.
+and so does Airflow. A PermanentError (a missing file, a corrupt or mismatched one, a setting or
+input the package cannot use) cannot get better by waiting, so the DAG fails the task at once
+without spending its retries, and the command line prints its message on one line.
 """
 
 
 class PermanentError(Exception):
     """Retrying cannot help: the input itself is wrong or missing."""
+
+
+class SettingError(PermanentError, ValueError):
+    """A setting (environment variable) or an input field holds a value the package refuses; the
+    message names the setting or field, and never shows a password."""
 
 
 class ShardFileError(PermanentError):

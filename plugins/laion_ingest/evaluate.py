@@ -19,7 +19,6 @@ prunes the other partitions for both the exact and the indexed search.
 """
 from __future__ import annotations
 
-import logging
 import re
 import statistics
 import time
@@ -29,9 +28,10 @@ from pathlib import Path
 from laion_ingest.clickhouse import ClickHouse, sql
 from laion_ingest.errors import PermanentError
 from laion_ingest.ledger import shard_status
+from laion_ingest.redaction import logger
 from laion_ingest.search import hits, recall, with_where
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 KINDS = {"text→image": ("text_embedding", "image_embedding"), "image→image": ("image_embedding", "image_embedding")}
 RESCORING = {"i8": (2, 4), "b1": (4, 16)}  # fetch multipliers measured with rescoring, by quantization
@@ -51,11 +51,15 @@ def evaluate(ch: ClickHouse, queries: int = 50, k: int = 10, ef_values: tuple[in
              target_recall: float = 0.95, plot: Path | None = None, shards: int = 2) -> dict:
     """Measure on the first `shards` loaded shards, store and plot; returns {"run_id", "rows": [...],
     "chosen_ef", "chosen_rescore", "plot", "shards"}."""
+    sample = [s["shard"] for s in shard_status(ch) if s["loaded"]][:shards]
+    if not sample:
+        raise PermanentError("no shard is loaded: load shards and build their vector indexes before evaluating")
+    [(index,)] = ch.each_node()[0].run("vector_index_type") or [(None,)]
+    if index is None:
+        raise PermanentError("laion has no vector index to evaluate: build it first (python -m laion_ingest index)")
     ch.run("create_search_quality")
     if _current_table(ch) is False:
         raise PermanentError(OLDER_TABLE)
-    [(index,)] = ch.each_node()[0].run("vector_index_type") or [("no vector index",)]
-    sample = [s["shard"] for s in shard_status(ch) if s["loaded"]][:shards]
     [statement] = sql("search_ann")
     statement = with_where(statement, "shard IN {shards:Array(UInt16)}")
     quantization = re.search(r"'(f64|f32|f16|bf16|i8|b1)'", index)

@@ -12,12 +12,10 @@ permanent.
 """
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -26,12 +24,32 @@ import requests
 from laion_ingest import settings
 from laion_ingest.errors import PermanentError, ShardFileError
 from laion_ingest.progress import Progress
+from laion_ingest.redaction import logger, register
 from laion_ingest.retry import RetryPolicy, retrying
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 CHUNK = 1 << 20
 TIMEOUT = (10, 60)  # connect, read (seconds without a byte)
+
+
+def source_auth() -> tuple[str, str] | None:
+    """HTTP basic credentials for the source, from the Airflow connection LAION_SOURCE_CONN_ID; the
+    password is registered for redaction (and Airflow masks it in task logs)."""
+    conn_id = settings.source_conn_id()
+    if not conn_id:
+        return None
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection(conn_id)
+    register(conn.password)
+    return conn.login or "", conn.password or ""
+
+
+def _base(url: str) -> str:
+    """The checked base URL, ending in '/': refused before any network I/O (settings.source_url_value)."""
+    url = settings.source_url_value("source_url", url)
+    return url if url.endswith("/") else url + "/"
 
 
 def shard_files(shard: int) -> list[str]:
@@ -48,9 +66,8 @@ def fetch_shard(shard: int, base_url: str, dest_dir: Path, policy: RetryPolicy |
     often caps one connection below the host's bandwidth, and the writes into the page cache, the
     cost on a fast link, spread over the cores. A failure is raised once the other files are done
     (they are kept, and a retry skips them). auth: HTTP basic credentials of an authenticated mirror."""
-    check_source_url(base_url)
-    policy = policy or RetryPolicy.from_env()
-    base_url = base_url if base_url.endswith("/") else base_url + "/"
+    base_url = _base(base_url)
+    policy = policy or RetryPolicy.from_settings()
     names = shard_files(shard)
     progress = _ShardProgress(shard)
     with ThreadPoolExecutor(len(names), thread_name_prefix=f"fetch-{shard}") as pool:
@@ -87,8 +104,8 @@ def shard_sizes(shard: int, base_url: str, dest_dir: Path, policy: RetryPolicy |
     """The sizes of the shard's files: of those already downloaded, on disk; of the others, on the
     server (HEAD; None where it does not say). Asked before a byte is downloaded, so that the work
     directory's space is checked first and a missing file fails before the others are fetched."""
-    policy = policy or RetryPolicy.from_env()
-    base_url = base_url if base_url.endswith("/") else base_url + "/"
+    base_url = _base(base_url)
+    policy = policy or RetryPolicy.from_settings()
     with requests.Session() as http:
         http.auth = auth
         return {name: (Path(dest_dir) / name).stat().st_size if (Path(dest_dir) / name).exists()
@@ -197,26 +214,6 @@ class _RateFloor:
             raise ConnectionError(f"{self.url}: {self.bytes / elapsed:,.0f} bytes/s for {elapsed:.0f} s, under the"
                                   f" minimum of {self.min_rate:,.0f} (LAION_MIN_DOWNLOAD_RATE); resuming")
         self.start, self.bytes = time.monotonic(), 0
-
-
-def check_source_url(url: str) -> None:
-    """Refuse, at once, a base URL that is not http(s) or that carries credentials (they would end up
-    in logs, errors, the ledger and the run's conf): credentials belong in LAION_SOURCE_CONN_ID."""
-    parts = urlsplit(url)
-    shown = masked(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise PermanentError(f"source_url must be an http:// or https:// URL, not {shown!r}")
-    if parts.username is not None or parts.password is not None:
-        raise PermanentError(f"source_url {shown} carries credentials: remove them from the URL and put them in"
-                             " an Airflow connection named by LAION_SOURCE_CONN_ID (login and password)")
-
-
-def masked(url: str) -> str:
-    """The URL with any user:password@ replaced by ***@."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
 
 
 def file_problem(path: Path) -> str | None:

@@ -8,15 +8,15 @@ index yet, both indexes in one mutation, and waits for the mutations while loggi
 """
 from __future__ import annotations
 
-import logging
 import re
 import time
 from dataclasses import asdict, dataclass
 
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.errors import PermanentError
+from laion_ingest.redaction import logger
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 INDEXES = {"image_index": "image_embedding", "text_index": "text_embedding"}
 

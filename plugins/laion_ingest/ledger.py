@@ -1,13 +1,13 @@
 """The ledger: one row per attempt to load a shard (laion_ledger), and what it says now."""
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
 
 from laion_ingest.clickhouse import ClickHouse
+from laion_ingest.redaction import logger, redact
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 
 @dataclass
@@ -24,7 +24,7 @@ class Attempt:
         ch.run("ledger_record", shard=self.shard, outcome=outcome, stage=stage,
                try_number=self.try_number, rows=self.rows, source_files=list(self.source_bytes),
                source_bytes=list(self.source_bytes.values()),
-               started_at=self.started_at, finished_at=time.time(), error=error[:2000],
+               started_at=self.started_at, finished_at=time.time(), error=redact(error)[:2000],
                run_id=self.run_id)
 
     def log_previous_failure(self, ch: ClickHouse) -> None:
@@ -35,8 +35,12 @@ class Attempt:
 
 
 def shard_status(ch: ClickHouse) -> list[dict]:
+    """Each shard the ledger knows, as it stands; errors redacted again on the way out (a ledger
+    written by an earlier version may hold what redaction now removes)."""
     names = ("shard", "loaded", "rows", "loaded_at", "last_outcome", "last_error", "max_try")
-    return [dict(zip(names, r)) for r in ch.run("shard_status")]
+    if not ch.run("table_exists", name="laion_ledger")[0][0]:
+        return []  # nothing was ever loaded here (and a SELECT-only user cannot create the ledger)
+    return [{**dict(zip(names, r)), "last_error": redact(r[5])} for r in ch.run("shard_status")]
 
 
 def differing_shards(ch: ClickHouse, shards: list[dict]) -> dict[int, str]:

@@ -7,15 +7,15 @@ No vector index is built here: the index stage builds it once per part afterward
 """
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 
 from laion_ingest import staging
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.errors import DiskSpaceError, PermanentError
+from laion_ingest.redaction import logger
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 TABLE_BYTES_PER_ROW = 4_200  # a 1,000,448-row shard is 4.1 GB in laion (Float32 vectors; bench/RESULTS.md)
 

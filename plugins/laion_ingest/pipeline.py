@@ -6,7 +6,6 @@ under <work dir>/shard_<N>/ (work_space.py) or passed as a small return value.
 """
 from __future__ import annotations
 
-import logging
 import shutil
 from contextlib import contextmanager
 
@@ -15,12 +14,13 @@ import pyarrow.parquet as pq
 from laion_ingest import settings, staging
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.convert import convert_shard, staged_name
-from laion_ingest.fetch import fetch_shard, shard_sizes
+from laion_ingest.fetch import fetch_shard, shard_sizes, source_auth
 from laion_ingest.ledger import Attempt, differing_shards, shard_status
 from laion_ingest.load import create_tables, drop_other_copies, load_shard
+from laion_ingest.redaction import logger
 from laion_ingest.work_space import reserve, shard_dir, shard_files_held, take_turn
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 
 def plan(first: int, last: int, force: bool = False) -> list[int]:
@@ -74,14 +74,16 @@ def fetch(attempt: Attempt, source_url: str, force: bool = False, in_flight: int
     """Download the shard; returns {"files": {name: bytes}, "started_at": unix time} for the load's
     ledger row. force: fetch again what an earlier run left in the work directory (a retry of the
     same task keeps what its first try downloaded). in_flight: raise work_space.NoTurnYet, before
-    anything is downloaded or recorded, while that many other shards of the run hold files."""
+    anything is downloaded or recorded, while that many other shards of the run hold files.
+    A source URL the package refuses (another scheme, credentials) is refused before all of that."""
+    source_url = settings.source_url_value("source_url", source_url)
     with shard_files_held(attempt.shard):
         if force and attempt.try_number == 1:
             shutil.rmtree(shard_dir(attempt.shard), ignore_errors=True)
         if in_flight:
             take_turn(attempt.shard, attempt.run_id, in_flight)
         with recorded(attempt, "fetch"):
-            folder, auth = shard_dir(attempt.shard), settings.source_auth()
+            folder, auth = shard_dir(attempt.shard), source_auth()
             reserve(attempt.shard, attempt.run_id, shard_sizes(attempt.shard, source_url, folder, auth=auth))
             files = fetch_shard(attempt.shard, source_url, folder, auth=auth)
     return {"files": files, "started_at": attempt.started_at}

@@ -14,14 +14,14 @@ graphs on their new node at the end. Run it while no DAG run is loading.
 """
 from __future__ import annotations
 
-import logging
 import time
 
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.index import add_indexes, declared_params, materialize_indexes
 from laion_ingest.load import check_disk_space, create_tables, publish
+from laion_ingest.redaction import logger
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 
 def rebalance(ch: ClickHouse) -> list[dict]:

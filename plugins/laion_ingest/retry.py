@@ -1,16 +1,16 @@
 """Retry with exponential backoff for transient failures; PermanentError is never retried."""
 from __future__ import annotations
 
-import logging
-import os
 import time
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
+from laion_ingest import settings
 from laion_ingest.errors import PermanentError
+from laion_ingest.redaction import logger
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -20,12 +20,9 @@ class RetryPolicy:
     max_delay: float = 60.0
 
     @classmethod
-    def from_env(cls) -> "RetryPolicy":
-        """LAION_RETRY_ATTEMPTS, LAION_RETRY_INITIAL_DELAY, LAION_RETRY_MAX_DELAY override the defaults."""
-        d = cls()
-        return cls(int(os.environ.get("LAION_RETRY_ATTEMPTS", d.attempts)),
-                   float(os.environ.get("LAION_RETRY_INITIAL_DELAY", d.initial_delay)),
-                   float(os.environ.get("LAION_RETRY_MAX_DELAY", d.max_delay)))
+    def from_settings(cls) -> "RetryPolicy":
+        """LAION_RETRY_ATTEMPTS, LAION_RETRY_INITIAL_DELAY, LAION_RETRY_MAX_DELAY (settings.py)."""
+        return cls(settings.retry_attempts(), *settings.retry_delays())
 
     def delay(self, failures: int) -> float:
         return min(self.initial_delay * 2 ** (failures - 1), self.max_delay)

@@ -9,13 +9,15 @@ enough or the filter is too selective for it, scans the rows the filter keeps ex
 """
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
 
+from laion_ingest import settings
 from laion_ingest.clickhouse import ClickHouse, sql
+from laion_ingest.errors import SettingError
+from laion_ingest.redaction import logger
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 COLUMNS = ("image_embedding", "text_embedding")
 
@@ -29,11 +31,26 @@ class Hit:
     distance: float
 
 
+NSFW_TAGS = ("UNLIKELY", "UNSURE", "NSFW")
+
+
 @dataclass(frozen=True)
 class Filters:
+    """What a search keeps; checked here for the command line and the search page alike (a width of
+    2^32 wrapped to 0 in the UInt32 parameter and the filter silently vanished; a NaN similarity
+    matched nothing)."""
     nsfw: tuple[str, ...] = ()       # NSFW tags kept, e.g. ("UNLIKELY",)
     min_similarity: float | None = None
     min_width: int | None = None
+
+    def __post_init__(self):
+        unknown = [tag for tag in self.nsfw if tag not in NSFW_TAGS]
+        if unknown:
+            raise SettingError(f"nsfw: {unknown[0][:40]!r} is not one of {', '.join(NSFW_TAGS)}")
+        if self.min_similarity is not None:
+            object.__setattr__(self, "min_similarity", settings.number("min_similarity", self.min_similarity, -1, 1))
+        if self.min_width is not None:
+            object.__setattr__(self, "min_width", settings.number("min_width", self.min_width, 0, 2**32 - 1, whole=True))
 
     def condition(self) -> tuple[str, dict]:
         """The filter as SQL made of fixed fragments, and its query parameters ("" for none)."""
@@ -51,9 +68,9 @@ class Filters:
 
 
 MAX_FETCH_MULTIPLIER = 100  # beyond this the filter keeps under ~2 % of rows: scan those exactly
-# Above max_limit_for_vector_search_queries (1000 in 26.9, 100 before) ClickHouse silently scans every
-# row instead of using the index: a larger k raises the setting for its query.
-INDEX_LIMIT = 100
+# Above max_limit_for_vector_search_queries (1000 by default, from 25.8 to 26.9) ClickHouse silently
+# scans every row instead of using the index: a larger k raises the setting for its query.
+INDEX_LIMIT = 1000
 
 
 def search(ch: ClickHouse, target: list[float], column: str = "image_embedding", k: int = 10,

@@ -10,11 +10,11 @@ that), and a cluster needs a store that every node reads anyway. Credentials com
 LAION_S3_CONN_ID (default laion_s3: login = access key id, password = secret, extra
 {"endpoint_url": ...}) or, outside Airflow or without that connection, from AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY and AWS_ENDPOINT_URL. They are passed to ClickHouse as query parameters
-and never logged.
+and never logged, or, with LAION_S3_NAMED_COLLECTION, not passed at all: the server reads the bucket
+with the credentials of that named collection in its own configuration.
 """
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -23,8 +23,9 @@ from urllib.parse import urlparse
 
 from laion_ingest import settings
 from laion_ingest.errors import PermanentError
+from laion_ingest.redaction import logger, register
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,10 @@ class S3Target:
 
 
 def s3_target(url: str) -> S3Target:
+    """The bucket of url (settings.staging_url checked it), with credentials registered for redaction."""
     parsed = urlparse(url)
-    if parsed.scheme != "s3" or not parsed.netloc:
-        raise ValueError(f"LAION_STAGING_URL must look like s3://bucket/prefix, not {url!r}")
     key_id, secret, endpoint = _credentials()
+    register(secret)
     return S3Target(parsed.netloc, parsed.path.strip("/"), key_id, secret, endpoint)
 
 
@@ -93,6 +94,9 @@ def stage(local: Path, is_server: bool) -> tuple[str, dict]:
     target = s3_target(url)
     log.info("uploading %s to s3://%s/%s", local.name, target.bucket, target.key(local.name))
     target.client().upload_file(str(local), target.bucket, target.key(local.name))
+    collection = settings.s3_named_collection()
+    if collection:
+        return "stage_insert_s3_collection", {"url": target.http_url(local.name), "collection": collection}
     return "stage_insert_s3", {"url": target.http_url(local.name), "access_key_id": target.access_key_id,
                                "secret_access_key": target.secret_access_key}
 

@@ -2,12 +2,11 @@
 and whether the vector indexes were built. It is the run's last task, so its outcome is the run's."""
 from __future__ import annotations
 
-import logging
-
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.errors import PermanentError
+from laion_ingest.redaction import logger, redact
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 
 class RunFailed(PermanentError):
@@ -27,6 +26,7 @@ def summarize(run_id: str, first: int, last: int, planned: list[int], indexes_bu
             summary["loaded"].append({"shard": shard, "rows": rows, "seconds": round(seconds, 1), "tries": tries})
             log.info("shard %d: loaded %d rows in %.1f s (try %d)", shard, rows, seconds, tries)
         else:
+            error = redact(error)  # the summary is the run's XCom and log: nothing secret in either
             summary["failed"].append({"shard": shard, "stage": stage, "error": error, "tries": tries})
             log.error("shard %d: FAILED in %s after %d tries: %s", shard, stage, tries, error)
     if summary["skipped"]:

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import fcntl
 import json
-import logging
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
 from laion_ingest import settings
 from laion_ingest.errors import DiskSpaceError
+from laion_ingest.redaction import logger
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 NOTE = "in_flight.json"
 
