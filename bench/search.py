@@ -35,7 +35,7 @@ SQL = ("SELECT id FROM laion ORDER BY cosineDistance(image_embedding, {fn}({q:St
        " SETTINGS hnsw_candidate_list_size_for_search = 256")
 SEED_XML = """<functions><function><type>executable</type><name>seed_encode_text</name>
 <return_type>Array(Float32)</return_type><return_name>result</return_name>
-<argument><type>String</type><name>text</name></argument><format>JSONEachRow</format>
+<argument><type>String</type><name>text</name></argument><format>RowBinary</format>
 <command>laion_clip_udf text</command><send_chunk_header>1</send_chunk_header>
 <command_read_timeout>120000</command_read_timeout></function></functions>
 """

@@ -14,15 +14,23 @@ openai/clip-vit-base-patch32:
 
 Without LAION_CLIP_MODEL_DIR, `huggingface_hub` downloads the two repositories to its cache on
 first use. The generated mirror comes with a tiny model of the same shape (mirror_clip.py).
+
+Every input is hostile until measured, and costs bounded work whatever it is (the SQL functions and
+the search page hand the encoders whatever a user sends): text is cut to MAX_TEXT_CHARS before it is
+tokenized (77 tokens never need more); an image is at most MAX_IMAGE_BYTES, of a common raster format,
+and at most MAX_IMAGE_PIXELS by its header, checked before a pixel is decoded; and it is resized
+straight to the 224 x 224 centre crop, so that no intermediate image grows with its aspect ratio
+(a 92-byte PNG of 12000 x 1 pixels became a 2.7-megapixel-wide resize, 2.5 GB, the other way).
 """
 from __future__ import annotations
 
 import io
-import os
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from laion_ingest import settings
 
 MAX_TOKENS = 77  # CLIP's context length: longer text is cut, not refused
 IMAGE_SIZE = 224
@@ -30,6 +38,9 @@ MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)  # CLIP's prepr
 STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
 HUB_REPOS = {"text": "Qdrant/clip-ViT-B-32-text", "vision": "Qdrant/clip-ViT-B-32-vision"}
 MAX_IMAGE_BYTES = 20 * 2**20
+MAX_IMAGE_PIXELS = 50_000_000  # a 50-megapixel photo decodes to 150 MB of RGB
+MAX_TEXT_CHARS = 16_384  # CLIP's 77 tokens are a few hundred characters of any real text
+IMAGE_FORMATS = ["JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"]  # no EPS (Pillow runs Ghostscript for it)
 
 
 class ClipError(ValueError):
@@ -38,7 +49,7 @@ class ClipError(ValueError):
 
 def model_dir(part: str) -> Path:
     """text/ or vision/ of LAION_CLIP_MODEL_DIR, or the hub download of the real model."""
-    root = os.environ.get("LAION_CLIP_MODEL_DIR")
+    root = settings.clip_model_dir()
     if root:
         path = Path(root) / part
         if not (path / "model.onnx").is_file():
@@ -53,7 +64,9 @@ def _session(path: Path):
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = int(os.environ.get("LAION_CLIP_THREADS", 0))  # 0: all cores
+    options.intra_op_num_threads = settings.clip_threads()
+    # Off: with it, each new batch shape kept another block (an L/14 image process grew 4.3 -> 6.4 GB)
+    options.enable_mem_pattern = False
     return onnxruntime.InferenceSession(str(path / "model.onnx"), options, providers=["CPUExecutionProvider"])
 
 
@@ -87,7 +100,7 @@ class TextEncoder:
         self.output = _output(self.session, "text_embeds")
 
     def __call__(self, texts: list[str]) -> np.ndarray:
-        encodings = self.tokenizer.encode_batch([t.removesuffix("\n") for t in texts])
+        encodings = self.tokenizer.encode_batch([t[:MAX_TEXT_CHARS].removesuffix("\n") for t in texts])
         feed = {"input_ids": np.array([e.ids for e in encodings], np.int64),
                 "attention_mask": np.array([e.attention_mask for e in encodings], np.int64)}
         [vectors] = self.session.run([self.output], {k: v for k, v in feed.items() if k in self.inputs})
@@ -108,24 +121,41 @@ class ImageEncoder:
 
 
 def pixel_values(data: bytes) -> np.ndarray:
-    """CLIP's preprocessing: RGB, shortest side to 224 (bicubic), centre crop, scaled, normalised."""
+    """CLIP's preprocessing: RGB, shortest side to 224 (bicubic), centre crop, scaled, normalised.
+    The resize reads only the crop's region of the source (Pillow's `box`): the same pixels as
+    resizing the whole image and cropping it, without the whole resized image."""
     from PIL import Image, UnidentifiedImageError
 
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ClipError(f"an image of {len(data):,} bytes is over the limit of {MAX_IMAGE_BYTES // 2**20} MiB")
     try:
-        image = Image.open(io.BytesIO(data)).convert("RGB")
+        image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)  # reads the header only
+    except Image.DecompressionBombError as exc:  # over twice Pillow's own limit, and so over ours
+        raise ClipError(f"the image is over the limit of {MAX_IMAGE_PIXELS:,} pixels ({exc})") from None
     except (UnidentifiedImageError, OSError) as exc:
-        raise ClipError(f"not an image Pillow can read ({len(data)} bytes): {exc}") from None
-    scale = IMAGE_SIZE / min(image.size)
-    size = (max(IMAGE_SIZE, round(image.width * scale)), max(IMAGE_SIZE, round(image.height * scale)))
-    image = image.resize(size, Image.Resampling.BICUBIC)
-    left, top = (size[0] - IMAGE_SIZE) // 2, (size[1] - IMAGE_SIZE) // 2
-    image = image.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE))
+        raise ClipError(f"not an image Pillow can read ({len(data)} bytes;"
+                        f" {', '.join(IMAGE_FORMATS)}): {exc}") from None
+    width, height = image.size
+    if width * height > MAX_IMAGE_PIXELS or not width or not height:
+        raise ClipError(f"the image is over the limit of {MAX_IMAGE_PIXELS:,} pixels ({width} x {height})")
+    try:
+        image = image.convert("RGB") if image.mode != "RGB" else image  # convert() copies even an RGB image
+        image.load()
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ClipError(f"the image ({image.format}, {width} x {height}) cannot be decoded: {exc}") from None
+    scale = IMAGE_SIZE / min(width, height)
+    wide, high = max(IMAGE_SIZE, round(width * scale)), max(IMAGE_SIZE, round(height * scale))
+    left, top = (wide - IMAGE_SIZE) // 2, (high - IMAGE_SIZE) // 2
+    box = (left * width / wide, top * height / high,
+           (left + IMAGE_SIZE) * width / wide, (top + IMAGE_SIZE) * height / high)
+    image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BICUBIC, box=box)
     array = (np.asarray(image, np.float32) / 255.0 - MEAN) / STD
     return array.transpose(2, 0, 1)
 
 
 def read_image(source: str) -> bytes:
-    """An image from a file path or an http(s) URL, at most 20 MiB."""
+    """An image from a file path or an http(s) URL, at most 20 MiB: the command line's `--image` and
+    `--image-url`, read with the rights of the user who runs it (the SQL functions read nothing)."""
     if source.startswith(("http://", "https://")):
         import requests
 
