@@ -16,9 +16,21 @@ $(VENV)/installed: requirements.txt
 quickstart: $(VENV)/installed
 	$(PY) scripts/quickstart.py --shards $(SHARDS) --rows $(ROWS)
 
-test: $(VENV)/installed
+# The oldest ClickHouse the package claims (clickhouse.MIN_SERVER_VERSION): chdb-core 26.7.3 is
+# ClickHouse 26.7.2.1, the first whose clickhouse-local serves HTTP and has the vector index. Only the
+# test server's process runs on it (tests/clickhouse_server.py, LAION_TEST_SERVER_PYTHON).
+OLDEST_CHDB_CORE := 26.7.3
+OLDEST_VENV := .venv-chdb-core-$(OLDEST_CHDB_CORE)
+$(OLDEST_VENV)/installed:
+	$(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/pip install --quiet --no-deps chdb-core==$(OLDEST_CHDB_CORE)
+	touch $@
+
+# Everything on ClickHouse 26.9, then the DAG and the SQL functions on a 26.7 server.
+test: $(VENV)/installed $(OLDEST_VENV)/installed
 	scripts/install-test-deps.sh
 	$(PY) -m pytest tests
+	LAION_TEST_SERVER_PYTHON=$(CURDIR)/$(OLDEST_VENV)/bin/python $(PY) -m pytest -q tests/test_dag.py tests/test_clip_search.py -k server
 
 # Optional third command: Airflow standalone with the sample loaded, the DAG's grid and the search page.
 PORT ?= 8080

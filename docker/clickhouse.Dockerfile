@@ -1,11 +1,11 @@
 # ClickHouse server with encode_text() and encode_image() (plugins/laion_ingest/clip_udf.py): the
 # official image plus a Python environment that runs OpenAI's CLIP ViT-B/32 on ONNX Runtime.
-# Built by docker-compose.yaml from the repo root (context: .), tagged laion-ingest-clickhouse:25.8.
+# Built by docker-compose.yaml from the repo root (context: .), tagged laion-ingest-clickhouse:26.9.
 #
 # The model is downloaded at build time (about 600 MB, the ONNX exports of the Hugging Face
 # repositories Qdrant/clip-ViT-B-32-text and -vision). Without internet at build time, put the two
 # directories in docker/clip-model/{text,vision}/ and build with --build-arg CLIP_MODEL=local.
-FROM clickhouse/clickhouse-server:25.8
+FROM clickhouse/clickhouse-server:26.9
 
 ARG CLIP_MODEL=hub
 COPY docker/clickhouse-requirements.txt /opt/laion/requirements.txt

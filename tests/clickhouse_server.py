@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 import requests
-
 from ports import free_port
 
 USER, ADMIN, PASSWORD = "laion", "admin", "ch-test-pw"
@@ -37,7 +36,8 @@ ANALYST = "analyst"  # searches with SELECT alone (README)
 # so every server test proves that list is enough. (ON *.*: each test has its own database.)
 GRANTS = ["GRANT SELECT, INSERT, CREATE TABLE, DROP TABLE, OPTIMIZE, ALTER ADD INDEX, ALTER MATERIALIZE INDEX,"
           " ALTER DELETE ON *.*",
-          "GRANT TABLE ENGINE ON MergeTree", "GRANT READ ON S3"]
+          "GRANT TABLE ENGINE ON MergeTree", "GRANT READ ON S3",
+          "GRANT NAMED COLLECTION ON laion_s3"]  # README: only with LAION_S3_NAMED_COLLECTION
 CLUSTER_GRANTS = GRANTS + ["GRANT TABLE ENGINE ON Distributed", "GRANT REMOTE ON *.*"]  # README, on a cluster
 MARKER = "laion_test_server_keepalive"
 
@@ -105,6 +105,15 @@ def cluster_config(name: str, tcp_ports: list[int]) -> str:
     return f"<remote_servers><{name}>{shards}</{name}></remote_servers>"
 
 
+def s3_collection_config() -> str:
+    """The named collection `laion_s3` with the test S3 server's credentials, as an administrator
+    keeps them server-side for LAION_S3_NAMED_COLLECTION."""
+    from s3_server import KEY, SECRET
+
+    return (f"<named_collections><laion_s3><access_key_id>{KEY}</access_key_id>"
+            f"<secret_access_key>{SECRET}</secret_access_key></laion_s3></named_collections>")
+
+
 def udf_config(directory: Path) -> str:
     """The two lines that give a server the functions in `directory` (clip_udf.install)."""
     return (f"<user_scripts_path>{directory}</user_scripts_path>\n"
@@ -136,7 +145,9 @@ class ClickHouseServer:
 
     def start(self, timeout: float = 60) -> "ClickHouseServer":
         self._log = open(self.base / "server.log", "a")
-        self.proc = subprocess.Popen([sys.executable, __file__, str(self.base)], stdout=self._log,
+        # LAION_TEST_SERVER_PYTHON: a Python whose chdb serves an older ClickHouse (the client side stays this one)
+        python = os.environ.get("LAION_TEST_SERVER_PYTHON") or sys.executable
+        self.proc = subprocess.Popen([python, __file__, str(self.base)], stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while True:
@@ -144,6 +155,8 @@ class ClickHouseServer:
                 raise RuntimeError(f"ClickHouse server exited; see {self.base / 'server.log'}")
             try:
                 if self.sql("SELECT 1").strip() == "1":
+                    self._log.write(f"serving ClickHouse {self.sql('SELECT version()').strip()} ({python})\n")
+                    self._log.flush()
                     return self
             except requests.ConnectionError:
                 pass
@@ -179,7 +192,9 @@ class ClickHouseServer:
 
 
 def serve(base: Path) -> None:
-    from chdb import _chdb  # before chdir: the package finds its library relative to itself
+    from chdb import (
+        _chdb,  # before chdir: the package finds its library relative to itself
+    )
 
     os.chdir(base)
     _chdb.query("SYSTEM START LISTEN HTTP; SYSTEM START LISTEN TCP;"

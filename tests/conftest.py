@@ -10,10 +10,10 @@ Each is a set of environment variables, so the same test drives the package in-p
 from __future__ import annotations
 
 import itertools
-from contextlib import contextmanager
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,12 +21,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 
+from clickhouse_server import (  # noqa: E402
+    CLUSTER_GRANTS,
+    ClickHouseServer,
+    cluster_config,
+    s3_collection_config,
+    udf_config,
+)
 from laion_ingest.clickhouse import ClickHouse  # noqa: E402
-from laion_ingest.mirror import generate_mirror  # noqa: E402
-from laion_ingest.mirror_server import MirrorServer  # noqa: E402
 from laion_ingest.clip_udf import install as install_clip_udf  # noqa: E402
+from laion_ingest.mirror import generate_mirror  # noqa: E402
 from laion_ingest.mirror_clip import write_model  # noqa: E402
-from clickhouse_server import CLUSTER_GRANTS, ClickHouseServer, cluster_config, udf_config  # noqa: E402
+from laion_ingest.mirror_server import MirrorServer  # noqa: E402
 from ports import free_port  # noqa: E402
 from s3_server import BUCKET, S3Server  # noqa: E402
 
@@ -62,7 +68,7 @@ def clickhouse_server(tmp_path_factory, tiny_clip):
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setenv("LAION_CLIP_MODEL_DIR", str(tiny_clip))
         udf = install_clip_udf(base / "user_scripts")
-    with ClickHouseServer(base, udf_config(udf)) as server:
+    with ClickHouseServer(base, udf_config(udf) + s3_collection_config()) as server:
         yield server
 
 
@@ -168,6 +174,26 @@ def module_engine(request, tmp_path_factory) -> dict[str, str]:
 def ch(engine_env):
     with ClickHouse() as conn:
         yield conn
+
+
+@pytest.fixture(scope="session")
+def ui_standalone(tmp_path_factory, tiny_clip):
+    """`airflow standalone` on chdb with the mirror's tiny CLIP, and a mirror of two shards whose image
+    URLs its server draws: (server, mirror). Loaded by the tests that need rows (test_ui.py)."""
+    from standalone import Standalone
+
+    base = tmp_path_factory.mktemp("ui")
+    (base / "home").mkdir()
+    port = free_port()
+    generate_mirror(base / "mirror", range(2), MIRROR_ROWS, image_url=f"http://127.0.0.1:{port}/")
+    with MirrorServer(base / "mirror", port=port) as mirror:
+        server = Standalone(base / "home", {
+            "LAION_CHDB_PATH": str(base / "chdb"), "LAION_WORK_DIR": str(base / "work"),
+            "LAION_TASK_RETRY_DELAY": "1", "LAION_INDEX_POLL_SECONDS": "1", "LAION_CLIP_MODEL_DIR": str(tiny_clip)})
+        try:
+            yield server, mirror
+        finally:
+            server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import boto3
-
 from ports import free_port
 
 KEY, SECRET = "laion-test-key", "s3cr3t-never-logged"

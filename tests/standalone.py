@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import requests
-
 from ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 from laion_ingest.clickhouse import Chdb, EngineBusy
 
@@ -76,13 +75,13 @@ def test_a_second_process_waits_for_the_chdb_directory(chdb_env):
 
 
 @pytest.mark.parametrize("args, problem", [
-    (["fetch", "65536"], "argument shard: 65536 is not in 0..409"),
-    (["load", "-1"], "argument shard: -1 is not in 0..409"),
+    (["fetch", "65536"], "argument shard: 65,536 is out of range (0..409)"),
+    (["load", "-1"], "argument shard: -1 is out of range (0..409)"),
     (["convert", "2.0"], "argument shard: '2.0' is not a whole number"),
-    (["search", "-k", str(2**40)], f"argument -k: {2**40} is not in 1..10000"),
-    (["index", "--m", "0"], "argument --m: 0 is not in 2..512"),
+    (["search", "-k", str(2**40)], f"argument -k: {2**40:,} is out of range (1..10,000)"),
+    (["index", "--m", "0"], "argument --m: 0 is out of range (2..512)"),
     (["plan", "--shards", "5-3"], "argument --shards: '5-3': 5 is after 3"),
-    (["plan", "--shards", "0-410"], "argument --shards: 410 is not in 0..409"),
+    (["plan", "--shards", "0-410"], "argument --shards: 410 is out of range (0..409)"),
 ])
 def test_out_of_range_numbers_are_refused_naming_the_value(args, problem):
     result = cli(*args, check=False)

@@ -14,7 +14,6 @@ import clickhouse_connect
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from clickhouse_server import ADMIN, PASSWORD, ClickHouseServer, udf_config
 from conftest import ENGINES, engine_variables, use_engine
 from laion_ingest import clip, pipeline
@@ -145,12 +144,15 @@ def test_encode_text_in_sql_finds_what_the_search_finds_through_the_index(loaded
         assert in_sql == [h.id for h in search(ch, encoded, k=10, ef=256)]
 
 
-def test_encode_image_in_sql_reads_a_url_and_names_a_missing_file(loaded):
+def test_encode_image_in_sql_takes_the_images_bytes(loaded):
+    """The bytes come from the caller (a parameter, a table, or ClickHouse's file()/url() under their
+    own grants); a path is refused, saying how to read it (tests/test_security.py probes the rest)."""
     with ClickHouse() as ch:
         [(url,)] = ch.query("SELECT url FROM laion WHERE shard = 0 AND row = 7")
-        [(vector,)] = ch.query("SELECT encode_image({u:String})", u=url)
-        assert np.allclose(vector, clip.ImageEncoder(clip.model_dir("vision"))([clip.read_image(url)])[0], atol=1e-6)
-        with pytest.raises(Exception, match="encode_image: image /no/such/picture.jpg: No such file"):
+        picture = clip.read_image(url)
+        [(vector,)] = ch.query("SELECT encode_image(unhex({hex:String})) AS v", hex=picture.hex())
+        assert np.allclose(vector, clip.ImageEncoder(clip.model_dir("vision"))([picture])[0], atol=1e-6)
+        with pytest.raises(Exception, match="encode_image: it takes an image's bytes, not a path or a URL"):
             ch.query("SELECT encode_image('/no/such/picture.jpg')")
         # The pool's process died with that query; the next query gets a new one.
         assert len(ch.query("SELECT encode_text('a cat')")[0][0]) == 512

@@ -10,9 +10,21 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-
-from clickhouse_server import CLUSTER_GRANTS, PASSWORD, USER, ClickHouseServer, cluster_config
-from conftest import CLUSTER, ROOT, cluster_variables, running_cluster, use_engine, with_engine
+from clickhouse_server import (
+    CLUSTER_GRANTS,
+    PASSWORD,
+    USER,
+    ClickHouseServer,
+    cluster_config,
+)
+from conftest import (
+    CLUSTER,
+    ROOT,
+    cluster_variables,
+    running_cluster,
+    use_engine,
+    with_engine,
+)
 from laion_ingest import pipeline
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.errors import PermanentError
@@ -24,7 +36,8 @@ from laion_ingest.search import explain, row_vector, search
 from ports import free_port
 from s3_server import BUCKET
 from test_cli import cli
-from test_dag import INDEX, last_run, run_dag, source_rows as shard_rows
+from test_dag import INDEX, last_run, run_dag
+from test_dag import source_rows as shard_rows
 
 SHARDS = range(4)
 

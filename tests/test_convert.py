@@ -10,7 +10,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import ROOT
 from laion_ingest import fetch
 from laion_ingest.convert import ID_BASE, METADATA, convert_shard

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import ROOT, with_engine
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.mirror_server import MirrorServer

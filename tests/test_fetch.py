@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 from laion_ingest import pipeline, work_space
 from laion_ingest.clickhouse import ClickHouse

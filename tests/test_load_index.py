@@ -10,22 +10,29 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from clickhouse_server import ANALYST
 from conftest import ROOT
+from laion_ingest import evaluate as evaluate_module
+from laion_ingest import index as index_module
+from laion_ingest import load as load_module
 from laion_ingest import pipeline, status
 from laion_ingest.clickhouse import ClickHouse, sql
 from laion_ingest.convert import convert_shard, staged_name
 from laion_ingest.errors import DiskSpaceError, PermanentError
+from laion_ingest.evaluate import evaluate
 from laion_ingest.index import IndexParams, build_indexes
 from laion_ingest.ledger import Attempt, differing_shards, shard_status
-from laion_ingest import evaluate as evaluate_module
-from laion_ingest import index as index_module
-from laion_ingest.evaluate import evaluate
-from laion_ingest import load as load_module
 from laion_ingest.load import create_tables, load_shard
 from laion_ingest.mirror import generate_shard
-from laion_ingest.search import Filters, hits, recall, row_vector, search, tuned_settings, with_where
+from laion_ingest.search import (
+    Filters,
+    hits,
+    recall,
+    row_vector,
+    search,
+    tuned_settings,
+    with_where,
+)
 
 SMALL = IndexParams(m=8, ef_construction=32)
 

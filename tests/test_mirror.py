@@ -9,9 +9,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import requests
-
 from laion_ingest import mirror
-from laion_ingest.mirror import SPECIAL_CAPTIONS, generate_mirror, generate_shard, shard_rows
+from laion_ingest.mirror import (
+    SPECIAL_CAPTIONS,
+    generate_mirror,
+    generate_shard,
+    shard_rows,
+)
 from laion_ingest.mirror_server import MirrorServer
 
 ROWS = 2000

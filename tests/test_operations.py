@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.mirror_server import MirrorServer
 from standalone import Standalone

@@ -6,7 +6,6 @@ import logging
 
 import airflow.sdk  # noqa: F401  loaded up front, as in a task: staging then reads Airflow connections
 import pytest
-
 from laion_ingest import pipeline
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.ledger import Attempt

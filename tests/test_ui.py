@@ -16,17 +16,16 @@ from urllib.parse import quote, unquote
 import pytest
 import requests
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException, TimeoutException, WebDriverException
+from selenium.common.exceptions import (
+    StaleElementReferenceException,
+    TimeoutException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
-
-from laion_ingest.mirror import generate_mirror
-from laion_ingest.mirror_server import MirrorServer
-from ports import free_port
-from standalone import Standalone
 from test_clip_search import other_nouns
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -34,20 +33,8 @@ SIZE = (1600, 1000)
 
 
 @pytest.fixture(scope="module")
-def airflow(tmp_path_factory, tiny_clip):
-    """Standalone on chdb with the mirror's tiny CLIP, and a mirror whose image URLs its server draws."""
-    base = tmp_path_factory.mktemp("ui")
-    (base / "home").mkdir()
-    port = free_port()
-    generate_mirror(base / "mirror", range(2), 3000, image_url=f"http://127.0.0.1:{port}/")
-    with MirrorServer(base / "mirror", port=port) as mirror:
-        server = Standalone(base / "home", {
-            "LAION_CHDB_PATH": str(base / "chdb"), "LAION_WORK_DIR": str(base / "work"),
-            "LAION_TASK_RETRY_DELAY": "1", "LAION_INDEX_POLL_SECONDS": "1", "LAION_CLIP_MODEL_DIR": str(tiny_clip)})
-        try:
-            yield server, mirror
-        finally:
-            server.stop()
+def airflow(ui_standalone):
+    return ui_standalone
 
 
 @pytest.fixture(scope="module")
