@@ -1,22 +1,24 @@
-# The two commands of the README: `make quickstart` and `make test`. Each sets up what it needs.
+# The two commands of the README: `make quickstart` and `make test`. Each sets up what it needs:
+# .venv with the locked requirements.txt and the package installed editable (pyproject.toml).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 SHARDS ?= 4
 ROWS ?= 20000
 
-.PHONY: quickstart test ui bench bench-scale bench-search requirements
+.PHONY: quickstart test test-fast lint ui bench bench-scale bench-search requirements
 
-$(VENV)/installed: requirements.txt
+$(VENV)/installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
 quickstart: $(VENV)/installed
 	$(PY) scripts/quickstart.py --shards $(SHARDS) --rows $(ROWS)
 
-# The oldest ClickHouse the package claims (clickhouse.MIN_SERVER_VERSION): chdb-core 26.7.3 is
+# The oldest ClickHouse the package claims (engines.MIN_SERVER_VERSION): chdb-core 26.7.3 is
 # ClickHouse 26.7.2.1, the first whose clickhouse-local serves HTTP and has the vector index. Only the
 # test server's process runs on it (tests/clickhouse_server.py, LAION_TEST_SERVER_PYTHON).
 OLDEST_CHDB_CORE := 26.7.3
@@ -26,29 +28,37 @@ $(OLDEST_VENV)/installed:
 	$(OLDEST_VENV)/bin/pip install --quiet --no-deps chdb-core==$(OLDEST_CHDB_CORE)
 	touch $@
 
+lint: $(VENV)/installed
+	$(VENV)/bin/ruff check .
+
 # Everything on ClickHouse 26.9, then the DAG and the SQL functions on a 26.7 server.
-test: $(VENV)/installed $(OLDEST_VENV)/installed
+test: lint $(OLDEST_VENV)/installed
 	scripts/install-test-deps.sh
 	$(PY) -m pytest tests
 	LAION_TEST_SERVER_PYTHON=$(CURDIR)/$(OLDEST_VENV)/bin/python $(PY) -m pytest -q tests/test_dag.py tests/test_clip_search.py -k server
 
+# The inner loop: the suite without the tests that drive airflow standalone, a browser or a cluster.
+test-fast: lint
+	$(PY) -m pytest -m "not slow" tests
+
 # Optional third command: Airflow standalone with the sample loaded, the DAG's grid and the search page.
 PORT ?= 8080
 ui: $(VENV)/installed
-	$(PY) scripts/ui.py --port $(PORT) --shards $(SHARDS)
+	PYTHONPATH=tests $(PY) scripts/ui.py --port $(PORT) --shards $(SHARDS)
 
+# Benchmarks import the test suite's servers (tests/clickhouse_server.py and the rest).
 bench: $(VENV)/installed
-	$(PY) bench/run.py
+	PYTHONPATH=tests $(PY) bench/run.py
 
 bench-search: $(VENV)/installed
-	$(PY) bench/search.py
+	PYTHONPATH=tests $(PY) bench/search.py
 
 bench-scale: $(VENV)/installed
-	$(PY) bench/scale.py
+	PYTHONPATH=tests $(PY) bench/scale.py
 
-# Re-pin requirements.txt from requirements.in in a throwaway virtual environment.
+# Re-lock requirements.txt from pyproject.toml in a throwaway virtual environment.
 requirements:
 	rm -rf /tmp/laion-req && $(PYTHON) -m venv /tmp/laion-req
-	/tmp/laion-req/bin/pip install --quiet -r requirements.in
-	(echo "# Exact pins of requirements.in and everything it pulls in (make requirements regenerates this)."; \
-	 /tmp/laion-req/bin/pip freeze) > requirements.txt
+	/tmp/laion-req/bin/pip install --quiet ".[test]"
+	(echo "# Exact versions of pyproject.toml's dependencies (with [test]) and everything they pull in: make requirements"; \
+	 /tmp/laion-req/bin/pip freeze --exclude laion-ingest) > requirements.txt

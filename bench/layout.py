@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "plugins"))
 
 WORK = ROOT / "bench" / "work" / "layout"
 INDEX = dict(m=16, ef_construction=64)  # small graphs: the build is not what is measured
@@ -67,8 +66,10 @@ def one(rows: int, parts: int) -> dict:
         ch.query(f"""INSERT INTO laion (id, shard, row, image_path, url, key, image_embedding, text_embedding)
             SELECT number, intDiv(number, {per_part}), number % {per_part}, '', '', '',
                    arrayMap(x -> x / sqrt(arraySum(a -> a * a, v)), v) AS image,
-                   arrayMap((x, y) -> x + 0.5 * y, image, arrayMap(i -> randNormal(0, 0.044, i + number * 1024), range(512)))
-            FROM (SELECT number, arrayMap(i -> randNormal(0, 1, i + number * 512), range(512)) AS v FROM numbers({per_part * parts}))
+                   arrayMap((x, y) -> x + 0.5 * y, image,
+                            arrayMap(i -> randNormal(0, 0.044, i + number * 1024), range(512)))
+            FROM (SELECT number, arrayMap(i -> randNormal(0, 1, i + number * 512), range(512)) AS v
+                  FROM numbers({per_part * parts}))
             SETTINGS max_insert_block_size = {per_part}, min_insert_block_size_rows = {per_part},
                      materialize_skip_indexes_on_insert = 0""")
         ch.query("OPTIMIZE TABLE laion FINAL")  # one part per partition, as loads leave them
@@ -101,7 +102,7 @@ def one(rows: int, parts: int) -> dict:
 def report(rows: int, results: list[dict]) -> str:
     base = results[0]
     lines = ["# Parts against search", "",
-             f"`.venv/bin/python bench/layout.py` on {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC,"
+             f"`.venv/bin/python bench/layout.py` on {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC,"
              f" {os.cpu_count()} cores, chdb (ClickHouse 26.9). {rows:,} rows of random unit vectors (text near"
              f" image), index bf16, M={INDEX['m']}, ef_construction={INDEX['ef_construction']},"
              f" vector_similarity_index_cache_size 8 GiB (every graph cached); {QUERIES} text→image queries,"

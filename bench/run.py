@@ -13,7 +13,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -21,12 +20,14 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "plugins"))
+from provenance import changed_since, machine, package_digest
 
-from laion_ingest.clickhouse import sql  # noqa: E402
-from laion_ingest.mirror import generate_shard, shard_rows  # noqa: E402
-from laion_ingest.mirror_server import MirrorServer  # noqa: E402
+from laion_ingest.clickhouse import sql
+from laion_ingest.sample.mirror import generate_shard, shard_rows
+from laion_ingest.sample.server import MirrorServer
+
+ROOT = Path(__file__).resolve().parents[1]
+
 
 PY = sys.executable
 SIZES = {  # small and big shard, index shards (two, then a backfill), tiny shards for the DAG
@@ -273,7 +274,8 @@ def overlap(work: Path, url: str) -> dict:
             dict(shard=0, src=str(work / "big" / "files"), out=str(d / "x.parquet"))]
     started = time.perf_counter()
     procs = [subprocess.Popen([PY, str(ROOT / "bench" / "stages.py"), name, json.dumps(a)], cwd=ROOT,
-                              stdout=subprocess.PIPE, text=True) for name, a in zip(("fetch", "convert"), args)]
+                              stdout=subprocess.PIPE, text=True)
+             for name, a in zip(("fetch", "convert"), args, strict=True)]
     results = [json.loads(p.communicate()[0].splitlines()[-1].split(" ", 1)[1]) for p in procs]
     wall = time.perf_counter() - started
     fresh(d)
@@ -326,44 +328,5 @@ def orchestration(work: Path, url: str, shards: int) -> dict:
             "tasks": text.count("[DAG TEST] end task")}
 
 
-def package_files() -> list[Path]:
-    return sorted([*(ROOT / "plugins" / "laion_ingest").glob("*.py"), *(ROOT / "include" / "sql").glob("*.sql")])
-
-
-def changed_since(t: float) -> list:
-    """Package and SQL files modified after t, with their modification times."""
-    return [(str(f.relative_to(ROOT)), f.stat().st_mtime) for f in package_files() if f.stat().st_mtime > t]
-
-
-def package_digest() -> str:
-    """A hash of the package and its SQL: RESULTS.md says so if they changed while the bench ran."""
-    import hashlib
-    return hashlib.sha256(b"".join(f.read_bytes() for f in package_files())).hexdigest()[:12]
-
-
-def machine(work: Path) -> dict:
-    """Cores, RAM, CPU model, and the disk's sustained write speed (1 GB, fsync'ed) under work/."""
-    mem = {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in open("/proc/meminfo"))}
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    work.mkdir(parents=True, exist_ok=True)
-    probe = work / "disk_probe"
-    block = os.urandom(1 << 20)
-    t = time.perf_counter()
-    with open(probe, "wb") as f:
-        for _ in range(1024):
-            f.write(block)
-        f.flush()
-        os.fsync(f.fileno())
-    disk = 1024 / (time.perf_counter() - t)
-    probe.unlink()
-    import chdb
-    import pyarrow
-    return {"cores": os.cpu_count(), "ram_gb": mem["MemTotal"] / 2**20, "cpu": model, "disk_mb_s": disk,
-            "python": platform.python_version(), "chdb": chdb.__version__, "pyarrow": pyarrow.__version__,
-            "clickhouse": chdb.query("SELECT version()", "CSV").data().strip().strip('"'),
-            "load_avg_start": os.getloadavg()[0]}
-
-
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT / "bench"))
     main()

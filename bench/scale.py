@@ -27,11 +27,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "tests")]
+from laion_ingest.sample.mirror import generate_mirror
+from laion_ingest.sample.server import MirrorServer
 
-from laion_ingest.mirror import generate_mirror  # noqa: E402
-from laion_ingest.mirror_server import MirrorServer  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 WORK = ROOT / "bench" / "work" / "scale"
 ROWS = 20
@@ -65,7 +65,7 @@ def main() -> None:
 def machine() -> dict:
     import airflow
 
-    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    return {"date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "cores": os.cpu_count(), "python": platform.python_version(), "airflow": airflow.__version__,
             "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                                      text=True).stdout.strip()}
@@ -104,8 +104,7 @@ def engine(name: str, base: Path, stack: list) -> dict[str, str]:
             "AIRFLOW_CONN_LAION_CLICKHOUSE": server.connection_uri("bench"),
             "LAION_STAGING_URL": f"s3://{BUCKET}/bench", "LAION_S3_CONN_ID": "laion_s3",
             "AIRFLOW_CONN_LAION_S3": s3.connection(),
-            "LAION_MAX_SHARDS_IN_FLIGHT": in_flight,
-            "LAION_MAX_PARALLEL_LOADS": in_flight, "LAION_MAX_PARALLEL_DOWNLOADS": in_flight}  # older layout
+            "LAION_MAX_SHARDS_IN_FLIGHT": in_flight}
 
 
 def one_run(name: str, url: str, shards: int) -> dict:
@@ -217,7 +216,8 @@ def summarize_run(airflow, run_id: str, state: str, triggered: float) -> dict:
     ends = sorted(_ts(ti["end_date"]) for ti in loads)
     mapped = [ti for ti in tis if ti["map_index"] >= 0]
     starts = [_ts(ti["start_date"]) for ti in mapped if ti["start_date"]]
-    queued = [(_ts(ti["start_date"]) - _ts(ti["queued_when"])) for ti in mapped if ti["start_date"] and ti["queued_when"]]
+    queued = [(_ts(ti["start_date"]) - _ts(ti["queued_when"])) for ti in mapped
+              if ti["start_date"] and ti["queued_when"]]
     busy = sum(ti["duration"] or 0 for ti in mapped)
     summary_log = airflow.task_log(run_id, "summary", 1)
     retried = sorted((ti["task_id"], ti["map_index"], ti["try_number"], ti["state"]) for ti in mapped

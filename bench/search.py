@@ -20,12 +20,10 @@ import datetime
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "plugins"))
 
 WORK = ROOT / "bench" / "work" / "search"
 SHARDS, ROWS = 4, 20_000
@@ -48,7 +46,7 @@ def main() -> None:
     ap.add_argument("--seed-queries", type=int, default=10, help="queries through the seed's executable function")
     args = ap.parse_args()
 
-    from laion_ingest.mirror_clip import write_model
+    from laion_ingest.sample.clip_model import write_model
 
     model = (args.model_dir or write_model(WORK / "tiny_clip")).resolve()
     os.environ.update(LAION_CLIP_MODEL_DIR=str(model), LAION_CHDB_PATH=str(WORK / "chdb"),
@@ -77,8 +75,8 @@ def load_sample() -> None:
     from laion_ingest.index import IndexParams, build_indexes
     from laion_ingest.ledger import Attempt
     from laion_ingest.load import create_tables
-    from laion_ingest.mirror import sample_mirror
-    from laion_ingest.mirror_server import MirrorServer
+    from laion_ingest.sample.mirror import sample_mirror
+    from laion_ingest.sample.server import MirrorServer
 
     with ClickHouse() as ch:
         create_tables(ch)

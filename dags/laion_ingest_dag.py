@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from airflow.sdk import Asset, Param, PokeReturnValue, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException
+
 from laion_ingest import dag_settings as cfg
 from laion_ingest import pipeline, settings, work_space
 from laion_ingest.clickhouse import ClickHouse
@@ -102,7 +103,7 @@ def laion_ingest():
             return pipeline.ingest(_attempt(shard), params["source_url"], params["force"], settings.shards_in_flight())
         except NoTurnYet as wait:
             log.info("%s", wait)
-            raise AirflowRescheduleException(datetime.now(timezone.utc) + cfg.in_flight_poll()) from None
+            raise AirflowRescheduleException(datetime.now(UTC) + cfg.in_flight_poll()) from None
 
     @task(trigger_rule="all_done")
     def add_vector_indexes() -> list[str]:

@@ -1,6 +1,7 @@
 """Airflow plugin: the API server's check that a laion_ingest trigger has first_shard <= last_shard,
 and the "LAION search" page (laion_ingest/search_page.py) in the UI's navigation."""
 from airflow.plugins_manager import AirflowPlugin
+
 from laion_ingest.trigger_check import ShardRangeCheck
 
 

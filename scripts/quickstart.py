@@ -18,15 +18,15 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "plugins"))
+from laion_ingest import settings
+from laion_ingest.clickhouse import ClickHouse
+from laion_ingest.sample.clip_model import write_model
+from laion_ingest.sample.mirror import sample_mirror
+from laion_ingest.sample.server import MirrorServer
+from laion_ingest.search import recall, row_vector, search
 
-from laion_ingest import settings  # noqa: E402
-from laion_ingest.clickhouse import ClickHouse  # noqa: E402
-from laion_ingest.mirror import sample_mirror  # noqa: E402
-from laion_ingest.mirror_clip import write_model  # noqa: E402
-from laion_ingest.mirror_server import MirrorServer  # noqa: E402
-from laion_ingest.search import recall, row_vector, search  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 
 def main() -> int:

@@ -15,13 +15,14 @@ import signal
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "tests")]
+from standalone import Standalone  # the test suite's driver of `airflow standalone` (PYTHONPATH=tests)
 
-from laion_ingest.mirror import sample_mirror  # noqa: E402
-from laion_ingest.mirror_clip import write_model  # noqa: E402
-from laion_ingest.mirror_server import MirrorServer  # noqa: E402
-from standalone import Standalone  # noqa: E402  the test suite's driver of `airflow standalone`
+from laion_ingest.sample.clip_model import write_model
+from laion_ingest.sample.mirror import sample_mirror
+from laion_ingest.sample.server import MirrorServer
+
+ROOT = Path(__file__).resolve().parents[1]
+
 
 
 def main() -> int:
@@ -41,7 +42,8 @@ def main() -> int:
            "LAION_CLIP_MODEL_DIR": os.environ.get("LAION_CLIP_MODEL_DIR") or str(write_model(base / "clip"))}
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # like Ctrl-C: stop standalone's processes too
     with MirrorServer(mirror, port=args.image_port) as source:
-        print(f"starting airflow standalone on http://127.0.0.1:{args.port} (log: {base / 'airflow' / 'standalone.log'}) ...",
+        print(f"starting airflow standalone on http://127.0.0.1:{args.port}"
+              f" (log: {base / 'airflow' / 'standalone.log'}) ...",
               flush=True)
         server = Standalone(base / "airflow", env, port=args.port)
         try:

@@ -8,8 +8,9 @@ finishes; `stop()` kills that query over HTTP and the process exits cleanly (SIG
 process group if it does not).
 
 The server behaves like clickhouse-server where the package could notice: the package runs as a
-named user with a password and only the grants README lists (clickhouse-local itself logs in as
-`default` without one, so `default` may only start listeners; fixtures use an `admin` user), and the user's profile has upstream's `mutations_sync = 0` and
+named user with a password and only the grants docs/server.md lists (clickhouse-local itself logs in as
+`default` without one, so `default` may only start listeners; fixtures use an `admin` user), and the
+user's profile has upstream's `mutations_sync = 0` and
 `async_insert = 0` instead of clickhouse-local's 1. What it cannot imitate: its file() reads any
 path (a real server reads only user_files), its `default` database also shows the file system (a
 CREATE TABLE there needs READ ON FILE: use another database), and it has no Keeper, ON CLUSTER or
@@ -31,14 +32,14 @@ import requests
 from ports import free_port
 
 USER, ADMIN, PASSWORD = "laion", "admin", "ch-test-pw"
-ANALYST = "analyst"  # searches with SELECT alone (README)
-# What the package's user is granted: exactly the list in README ("Use your own ClickHouse server"),
+ANALYST = "analyst"  # searches with SELECT alone (docs/server.md)
+# What the package's user is granted: exactly the list in docs/server.md ("Use your own ClickHouse server"),
 # so every server test proves that list is enough. (ON *.*: each test has its own database.)
 GRANTS = ["GRANT SELECT, INSERT, CREATE TABLE, DROP TABLE, OPTIMIZE, ALTER ADD INDEX, ALTER MATERIALIZE INDEX,"
           " ALTER DELETE ON *.*",
           "GRANT TABLE ENGINE ON MergeTree", "GRANT READ ON S3",
-          "GRANT NAMED COLLECTION ON laion_s3"]  # README: only with LAION_S3_NAMED_COLLECTION
-CLUSTER_GRANTS = GRANTS + ["GRANT TABLE ENGINE ON Distributed", "GRANT REMOTE ON *.*"]  # README, on a cluster
+          "GRANT NAMED COLLECTION ON laion_s3"]  # docs/security.md: only with LAION_S3_NAMED_COLLECTION
+CLUSTER_GRANTS = GRANTS + ["GRANT TABLE ENGINE ON Distributed", "GRANT REMOTE ON *.*"]  # docs/server.md, on a cluster
 MARKER = "laion_test_server_keepalive"
 
 CONFIG = """<clickhouse>
@@ -132,7 +133,8 @@ class ClickHouseServer:
         (self.base / "config.xml").write_text(CONFIG.format(http_port=self.http_port, tcp_port=self.tcp_port,
                                                             extra=extra_config))
         (self.base / "users.xml").write_text(USERS.format(
-            user=USER, admin=ADMIN, analyst=ANALYST, password=PASSWORD, grants="\n".join(f"<query>{g}</query>" for g in grants)))
+            user=USER, admin=ADMIN, analyst=ANALYST, password=PASSWORD,
+            grants="\n".join(f"<query>{g}</query>" for g in grants)))
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -143,7 +145,7 @@ class ClickHouseServer:
         """The server as an Airflow connection of apache-airflow-providers-clickhousedb."""
         return f"clickhouse://{user}:{PASSWORD}@127.0.0.1:{self.http_port}/{database}"
 
-    def start(self, timeout: float = 60) -> "ClickHouseServer":
+    def start(self, timeout: float = 60) -> ClickHouseServer:
         self._log = open(self.base / "server.log", "a")
         # LAION_TEST_SERVER_PYTHON: a Python whose chdb serves an older ClickHouse (the client side stays this one)
         python = os.environ.get("LAION_TEST_SERVER_PYTHON") or sys.executable
@@ -184,7 +186,7 @@ class ClickHouseServer:
             self.proc.wait()
         self._log.close()
 
-    def __enter__(self) -> "ClickHouseServer":
+    def __enter__(self) -> ClickHouseServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -17,24 +17,25 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "plugins"))
-
-from clickhouse_server import (  # noqa: E402
+from clickhouse_server import (
     CLUSTER_GRANTS,
     ClickHouseServer,
     cluster_config,
     s3_collection_config,
     udf_config,
 )
-from laion_ingest.clickhouse import ClickHouse  # noqa: E402
-from laion_ingest.clip_udf import install as install_clip_udf  # noqa: E402
-from laion_ingest.mirror import generate_mirror  # noqa: E402
-from laion_ingest.mirror_clip import write_model  # noqa: E402
-from laion_ingest.mirror_server import MirrorServer  # noqa: E402
-from ports import free_port  # noqa: E402
-from s3_server import BUCKET, S3Server  # noqa: E402
+from ports import free_port
+from s3_server import BUCKET, S3Server
+
+from laion_ingest.clickhouse import ClickHouse
+from laion_ingest.clip_udf import install as install_clip_udf
+from laion_ingest.sample.clip_model import write_model
+from laion_ingest.sample.mirror import generate_mirror
+from laion_ingest.sample.server import MirrorServer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
 
 MIRROR_ROWS = 3000  # nominal; actual counts are not round (see mirror.shard_rows)
 ENGINES = ["chdb", "server"]
@@ -57,7 +58,7 @@ def mirror(mirror_dir):
 
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory) -> Path:
-    """The mirror's tiny CLIP (mirror_clip.py), in the real model's directory layout."""
+    """The mirror's tiny CLIP (sample/clip_model.py), in the real model's directory layout."""
     return write_model(tmp_path_factory.mktemp("tiny_clip"))
 
 
@@ -102,8 +103,8 @@ def s3(tmp_path_factory):
         yield server
 
 
-ENGINE_VARIABLES = ("LAION_CHDB_PATH", "LAION_CLICKHOUSE_CONN_ID", "AIRFLOW_CONN_LAION_CLICKHOUSE", "LAION_CLICKHOUSE_CLUSTER",
-                    "LAION_STAGING_URL", "LAION_S3_CONN_ID", "AIRFLOW_CONN_LAION_S3")
+ENGINE_VARIABLES = ("LAION_CHDB_PATH", "LAION_CLICKHOUSE_CONN_ID", "AIRFLOW_CONN_LAION_CLICKHOUSE",
+                    "LAION_CLICKHOUSE_CLUSTER", "LAION_STAGING_URL", "LAION_S3_CONN_ID", "AIRFLOW_CONN_LAION_S3")
 
 
 def engine_variables(engine: str, base: Path, request) -> dict[str, str]:

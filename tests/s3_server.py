@@ -24,14 +24,14 @@ class S3Server:
         self.proc: subprocess.Popen | None = None
         self.endpoint = ""
 
-    def start(self, timeout: float = 60) -> "S3Server":
+    def start(self, timeout: float = 60) -> S3Server:
         config = self.base / "s3.json"
         config.write_text(json.dumps({"identities": [{"name": "laion", "credentials": [
             {"accessKey": KEY, "secretKey": SECRET}], "actions": ["Admin", "Read", "Write", "List"]}]}))
         ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
         args = [str(Path(sys.executable).with_name("weed")), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-                f"-dir={self.base / 'data'}", "-s3", f"-s3.config={config}", "-master.volumeSizeLimitMB=256", "-volume.max=64",
-                "-s3.port.iceberg=0", "-s3.port.lance=0", "-metricsPort=0"]
+                f"-dir={self.base / 'data'}", "-s3", f"-s3.config={config}", "-master.volumeSizeLimitMB=256",
+                "-volume.max=64", "-s3.port.iceberg=0", "-s3.port.lance=0", "-metricsPort=0"]
         for name, port in ports.items():
             args += [f"-{name}.port={port}", f"-{name}.port.grpc={free_port()}"]
         self._log = open(self.base / "weed.log", "w")
@@ -42,10 +42,10 @@ class S3Server:
             try:
                 self.client().create_bucket(Bucket=BUCKET)
                 return self
-            except Exception:
+            except Exception as exc:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
                     self.stop()
-                    raise RuntimeError(f"SeaweedFS did not start; see {self.base / 'weed.log'}")
+                    raise RuntimeError(f"SeaweedFS did not start; see {self.base / 'weed.log'}") from exc
                 time.sleep(0.5)
 
     def client(self):
@@ -63,7 +63,7 @@ class S3Server:
             self.proc.wait()
         self._log.close()
 
-    def __enter__(self) -> "S3Server":
+    def __enter__(self) -> S3Server:
         return self.start()
 
     def __exit__(self, *exc) -> None:

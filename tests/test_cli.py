@@ -9,15 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
-from laion_ingest.clickhouse import Chdb, EngineBusy
+
+from laion_ingest.engines import Chdb, EngineBusy
 
 STAGES = ["mirror", "serve", "fetch", "convert", "load", "index", "search", "status", "plan", "evaluate", "clip-check",
           "clip-udf", "rebalance"]
 
 
 def cli(*args, env=None, check=True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "plugins"), **(env or {})}
+    env = {**os.environ, **(env or {})}
     result = subprocess.run([sys.executable, "-m", "laion_ingest", *args], env=env, capture_output=True,
                             text=True, timeout=300)
     if check:
@@ -61,7 +61,7 @@ def test_status_names_failing_shards_with_their_error(mirror, engine_env):
 def test_a_second_process_waits_for_the_chdb_directory(chdb_env):
     """chdb admits one process per data directory: the second one queues, saying who holds it."""
     holder = Chdb(Path(chdb_env["LAION_CHDB_PATH"]))
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "plugins")}
+    env = dict(os.environ)
     waiting = subprocess.Popen([sys.executable, "-m", "laion_ingest", "status"], env=env, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

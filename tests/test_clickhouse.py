@@ -3,6 +3,7 @@ reaches ClickHouse exactly and comes back exactly, and what is stored never cras
 from __future__ import annotations
 
 import pytest
+
 from laion_ingest import pipeline, staging
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.errors import PermanentError

@@ -1,6 +1,6 @@
 """Search by text and by image, as a user runs it: CLIP queries on the command line, on both engines.
 
-The model is the mirror's tiny CLIP (mirror_clip.py): the real model's files, inputs and outputs.
+The model is the mirror's tiny CLIP (sample/clip_model.py): the real model's files, inputs and outputs.
 The mirror's text embeddings are rewritten with that model's encoding of each caption, as LAION's
 were made by OpenAI's CLIP, so `clip-check` has a model that matches the data. Its image URLs point
 at the test's own HTTP server, which draws a picture for each.
@@ -16,17 +16,18 @@ import pyarrow.parquet as pq
 import pytest
 from clickhouse_server import ADMIN, PASSWORD, ClickHouseServer, udf_config
 from conftest import ENGINES, engine_variables, use_engine
+from ports import free_port
+from test_cli import cli
+
 from laion_ingest import clip, pipeline
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.clip_udf import install
 from laion_ingest.index import IndexParams, build_indexes
 from laion_ingest.ledger import Attempt
-from laion_ingest.mirror import NOUNS, generate_mirror
-from laion_ingest.mirror_clip import write_model
-from laion_ingest.mirror_server import MirrorServer
+from laion_ingest.sample.clip_model import write_model
+from laion_ingest.sample.mirror import NOUNS, generate_mirror
+from laion_ingest.sample.server import MirrorServer
 from laion_ingest.search import explain, search
-from ports import free_port
-from test_cli import cli
 
 ROWS = 3000
 
@@ -164,7 +165,8 @@ def test_a_connection_that_ran_encode_text_still_answers_after_the_server_closed
     connection still held open by the process hung until its read timeout."""
     monkeypatch.setenv("LAION_CLIP_MODEL_DIR", str(tiny_clip))
     udf = install(tmp_path / "user_scripts")
-    with ClickHouseServer(tmp_path / "server", udf_config(udf) + "<keep_alive_timeout>1</keep_alive_timeout>") as server:
+    with ClickHouseServer(tmp_path / "server",
+                          udf_config(udf) + "<keep_alive_timeout>1</keep_alive_timeout>") as server:
         client = clickhouse_connect.get_client(host="127.0.0.1", port=server.http_port, username=ADMIN,
                                                password=PASSWORD, send_receive_timeout=15)
         assert len(client.query("SELECT encode_text('a dog')").result_rows[0][0]) == 512

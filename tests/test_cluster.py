@@ -25,19 +25,22 @@ from conftest import (
     use_engine,
     with_engine,
 )
+from ports import free_port
+from s3_server import BUCKET
+from test_cli import cli
+from test_dag import INDEX, last_run, run_dag
+from test_dag import source_rows as shard_rows
+
 from laion_ingest import pipeline
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.errors import PermanentError
 from laion_ingest.index import IndexParams, build_indexes
 from laion_ingest.ledger import Attempt
 from laion_ingest.load import create_tables
-from laion_ingest.mirror_server import MirrorServer
+from laion_ingest.sample.server import MirrorServer
 from laion_ingest.search import explain, row_vector, search
-from ports import free_port
-from s3_server import BUCKET
-from test_cli import cli
-from test_dag import INDEX, last_run, run_dag
-from test_dag import source_rows as shard_rows
+
+pytestmark = pytest.mark.slow  # airflow standalone, a browser or a cluster: make test-fast leaves it out
 
 SHARDS = range(4)
 

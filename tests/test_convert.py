@@ -10,11 +10,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import ROOT
+
 from laion_ingest import fetch
 from laion_ingest.convert import ID_BASE, METADATA, convert_shard
 from laion_ingest.errors import ShardFileError
-from laion_ingest.mirror import generate_shard
+from laion_ingest.sample.mirror import generate_shard
 
 
 @pytest.fixture
@@ -47,7 +47,8 @@ def test_output_is_the_table_columns_with_exact_values(shard_files, tmp_path):
     out = tmp_path / "out.parquet"
     rows = convert_shard(1, shard_files, out, batch_rows=1000)
     staged = pq.ParquetFile(out)
-    assert rows == staged.metadata.num_rows == pq.ParquetFile(shard_files / "metadata/metadata_1.parquet").metadata.num_rows
+    assert rows == staged.metadata.num_rows == pq.ParquetFile(
+        shard_files / "metadata/metadata_1.parquet").metadata.num_rows
     assert staged.metadata.num_row_groups == -(-rows // 1000)  # streamed in batches
     table = staged.read()
     assert table.equals(expected_table(shard_files, 1))  # every value, and the schema
@@ -91,7 +92,8 @@ def test_mismatched_npy_is_refused(shard_files, tmp_path, name, make, problem):
 def test_truncated_npy_is_refused(shard_files, tmp_path):
     path = shard_files / "text_emb/text_emb_1.npy"
     path.write_bytes(path.read_bytes()[:-5000])
-    with pytest.raises(ShardFileError, match=r"shard 1: text_emb/text_emb_1.npy: ends in row \d+ of the \d+ its header"):
+    with pytest.raises(ShardFileError,
+                       match=r"shard 1: text_emb/text_emb_1.npy: ends in row \d+ of the \d+ its header"):
         convert_shard(1, shard_files, tmp_path / "out.parquet")
     assert not (tmp_path / "out.parquet").exists()
 
@@ -151,7 +153,7 @@ def test_megabyte_captions_convert_in_bounded_memory(tmp_path):
             "convert_shard(0, Path(sys.argv[1]), Path(sys.argv[1]) / 'out.parquet');"
             "print(int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1]) // 1024)")
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT / "plugins")})
+                          env=dict(os.environ))
     assert int(done.stdout.split()[-1]) < 1000  # MB of peak RSS
     assert pq.read_table(tmp_path / "out.parquet", columns=["caption"]).column(0).combine_chunks().equals(captions)
 
@@ -161,10 +163,11 @@ def test_a_full_disk_names_the_file_and_leaves_no_part(shard_files):
     the error names the shard and the file, is not permanent (a retry may find space), and the
     half-written file is deleted."""
     code = ("import resource, signal, sys; from pathlib import Path; from laion_ingest.convert import convert_shard\n"
-            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))\n"
             "try:\n    convert_shard(1, Path(sys.argv[1]), Path(sys.argv[1]) / 'out.parquet', batch_rows=256)\n"
             "except OSError as exc:\n    print(type(exc).__name__, exc.errno, exc)")
     done = subprocess.run([sys.executable, "-c", code, str(shard_files)], capture_output=True, text=True, check=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT / "plugins")})
+                          env=dict(os.environ))
     assert done.stdout.startswith("OSError 27 [Errno 27] shard 1: writing ") and "out.parquet.part:" in done.stdout
     assert not list(shard_files.glob("out.parquet*"))

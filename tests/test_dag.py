@@ -13,9 +13,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from conftest import ROOT, with_engine
+
 from laion_ingest.clickhouse import ClickHouse
-from laion_ingest.mirror_server import MirrorServer
+from laion_ingest.sample.server import MirrorServer
 from laion_ingest.search import explain, row_vector, search
+
+pytestmark = pytest.mark.slow  # airflow dags test, many runs: make test-fast leaves it out
 
 INDEX = {"index_m": 8, "index_ef_construction": 32}  # small graphs: seconds, not hours
 BAD = 3

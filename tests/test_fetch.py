@@ -13,15 +13,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+
 from laion_ingest import pipeline, work_space
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.errors import DiskSpaceError, PermanentError, ShardFileError
 from laion_ingest.fetch import fetch_shard, shard_files
 from laion_ingest.ledger import Attempt
 from laion_ingest.load import create_tables
-from laion_ingest.mirror_server import MirrorServer
 from laion_ingest.retry import RetryPolicy
+from laion_ingest.sample.server import MirrorServer
 
 FAST = RetryPolicy(attempts=3, initial_delay=0.01, max_delay=0.05)
 IMG = "/img_emb/img_emb_0.npy"
@@ -189,7 +189,8 @@ def test_a_shard_the_work_directory_cannot_hold_is_refused_before_its_download(m
     """The sizes come from the server (HEAD) before any GET; the error names the directory and the
     bytes needed, and is transient (Airflow retries it once space may have been freed)."""
     with MirrorServer(mirror_dir, faults={"HEAD " + IMG: ["huge"]}) as server:
-        with pytest.raises(DiskSpaceError, match=r"shard 0: the work directory \S+ needs [\d,]+ bytes \([\d,.]+ GB\) free") as refused:
+        with pytest.raises(DiskSpaceError, match=r"shard 0: the work directory \S+ needs [\d,]+ bytes"
+                                                 r" \([\d,.]+ GB\) free") as refused:
             pipeline.fetch(Attempt(0), server.url)
     assert refused.match(re.escape(chdb_env["LAION_WORK_DIR"]))
     assert not isinstance(refused.value, PermanentError)
@@ -230,10 +231,11 @@ def test_a_full_disk_names_the_shard_and_file(mirror, tmp_path):
     naming the shard and the file, as a transient error."""
     code = ("import resource, signal, sys; from pathlib import Path; from laion_ingest.fetch import fetch_shard\n"
             "from laion_ingest.retry import RetryPolicy\n"
-            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))\n"
             "try:\n    fetch_shard(0, sys.argv[1], Path(sys.argv[2]), RetryPolicy(2, 0.01, 0.01))\n"
             "except Exception as exc:\n    print(type(exc).__name__, exc)")
     done = subprocess.run([sys.executable, "-c", code, mirror.url, str(tmp_path)], capture_output=True, text=True,
-                          check=True, env={**os.environ, "PYTHONPATH": str(ROOT / "plugins")})
+                          check=True, env=dict(os.environ))
     assert re.match(r"DownloadError shard 0: (img|text)_emb/(img|text)_emb_0.npy: OSError: \[Errno 27\] File too large",
                     done.stdout), done.stdout

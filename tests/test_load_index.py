@@ -10,29 +10,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clickhouse_server import ANALYST
-from conftest import ROOT
-from laion_ingest import evaluate as evaluate_module
+
 from laion_ingest import index as index_module
 from laion_ingest import load as load_module
 from laion_ingest import pipeline, status
-from laion_ingest.clickhouse import ClickHouse, sql
+from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.convert import convert_shard, staged_name
+from laion_ingest.engines import QueryError
 from laion_ingest.errors import DiskSpaceError, PermanentError
-from laion_ingest.evaluate import evaluate
 from laion_ingest.index import IndexParams, build_indexes
 from laion_ingest.ledger import Attempt, differing_shards, shard_status
 from laion_ingest.load import create_tables, load_shard
-from laion_ingest.mirror import generate_shard
-from laion_ingest.search import (
-    Filters,
-    hits,
-    recall,
-    row_vector,
-    search,
-    tuned_settings,
-    with_where,
-)
+from laion_ingest.sample.mirror import generate_shard
 
 SMALL = IndexParams(m=8, ef_construction=32)
 
@@ -58,8 +47,10 @@ def test_reload_replaces_the_shard_without_duplicates(mirror, engine_env):
     with ClickHouse() as ch:
         [status] = shard_status(ch)
         assert (status["loaded"], status["rows"], status["max_try"]) == (1, rows, 2)
-        assert ch.query("SELECT count() FROM system.tables WHERE database = currentDatabase() AND name LIKE 'laion_stage_%'")[0][0] == 0
-        assert ch.query("SELECT count() FROM system.dropped_tables WHERE database = currentDatabase()")[0][0] == 0  # staged parts deleted, not parked
+        assert ch.query("SELECT count() FROM system.tables WHERE database = currentDatabase()"
+                        " AND name LIKE 'laion_stage_%'")[0][0] == 0
+        # staged parts deleted, not parked
+        assert ch.query("SELECT count() FROM system.dropped_tables WHERE database = currentDatabase()")[0][0] == 0
     assert not pipeline.shard_dir(0).exists()  # downloads and Parquet removed after the load
 
 
@@ -69,15 +60,16 @@ def test_a_failed_reload_keeps_the_loaded_shard(mirror, engine_env):
     pipeline.fetch(attempt, mirror.url)
     pipeline.convert(attempt)
     staged = pipeline.shard_dir(1) / staged_name(1)
-    staged.write_bytes(staged.read_bytes()[: staged.stat().st_size // 2])  # torn file: the insert fails midway
-    with pytest.raises(Exception):
-        pipeline.load(attempt)
+    staged.write_bytes(staged.read_bytes()[: staged.stat().st_size // 2])  # torn file: ClickHouse's read fails
+    with pytest.raises(QueryError):
+        pipeline.load(attempt, rows)  # the row count as convert reported it: the file is ClickHouse's to read
     assert count(1) == (rows, rows)
     with ClickHouse() as ch:
         [status] = shard_status(ch)
         assert status["last_outcome"] == "failed" and status["loaded"] and "load" in ch.query(
             "SELECT stage FROM laion_ledger WHERE outcome = 'failed'")[0]
-        assert ch.query("SELECT count() FROM system.tables WHERE database = currentDatabase() AND name LIKE 'laion_stage_%'")[0][0] == 0
+        assert ch.query("SELECT count() FROM system.tables WHERE database = currentDatabase()"
+                        " AND name LIKE 'laion_stage_%'")[0][0] == 0
 
 
 def test_a_shard_larger_than_an_insert_block_is_published_as_one_part(ch, tmp_path):
@@ -87,7 +79,8 @@ def test_a_shard_larger_than_an_insert_block_is_published_as_one_part(ch, tmp_pa
     convert_shard(5, tmp_path / "src", tmp_path / "laion_5.parquet")
     create_tables(ch)
     assert load_shard(ch, 5, tmp_path / "laion_5.parquet", rows) == rows
-    assert ch.query("SELECT count(), sum(rows) FROM system.parts WHERE database = currentDatabase() AND table = 'laion' AND active") == [(1, rows)]
+    assert ch.query("SELECT count(), sum(rows) FROM system.parts WHERE database = currentDatabase()"
+                    " AND table = 'laion' AND active") == [(1, rows)]
     source = np.load(tmp_path / "src/img_emb/img_emb_5.npy", mmap_mode="r")
     for row in (0, rows // 2, rows - 1):  # one row from each insert block, in place and exact
         [(vector,)] = ch.query(f"SELECT image_embedding FROM laion WHERE id = {5 * 10**9 + row}")
@@ -107,12 +100,14 @@ def test_a_row_count_mismatch_is_not_published(mirror, engine_env):
 def index_bytes():
     with ClickHouse() as ch:
         return dict(ch.query("SELECT partition, sum(secondary_indices_compressed_bytes) FROM system.parts"
-                             " WHERE database = currentDatabase() AND table = 'laion' AND active AND rows > 0 GROUP BY partition"))
+                             " WHERE database = currentDatabase() AND table = 'laion' AND active AND rows > 0"
+                             " GROUP BY partition"))
 
 
 def materialize_commands():
     with ClickHouse() as ch:
-        return sorted(r[0] for r in ch.query("SELECT command FROM system.mutations WHERE database = currentDatabase() AND table = 'laion'"))
+        return sorted(r[0] for r in ch.query("SELECT command FROM system.mutations"
+                                             " WHERE database = currentDatabase() AND table = 'laion'"))
 
 
 def test_each_part_is_indexed_exactly_once(mirror, engine_env):
@@ -127,7 +122,8 @@ def test_each_part_is_indexed_exactly_once(mirror, engine_env):
     with ClickHouse() as ch:
         assert build_indexes(ch, SMALL) == [2]
         assert build_indexes(ch, SMALL) == []
-        assert ch.query("SELECT partition, count() FROM system.parts WHERE database = currentDatabase() AND table = 'laion' AND active"
+        assert ch.query("SELECT partition, count() FROM system.parts WHERE database = currentDatabase()"
+                        " AND table = 'laion' AND active"
                         " AND rows > 0 GROUP BY partition ORDER BY partition") == [("0", 1), ("1", 1), ("2", 1)]
     assert materialize_commands() == [  # one build per index and part, ever
         f"(MATERIALIZE INDEX {name} IN PARTITION {p})" for name in ("image_index", "text_index") for p in range(3)]
@@ -150,7 +146,7 @@ def test_four_loads_at_once_on_a_server(mirror, engine_env):
         attempt = Attempt(shard)
         pipeline.fetch(attempt, mirror.url)
         rows[shard] = pipeline.convert(attempt)
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "plugins")}
+    env = dict(os.environ)
     loads = [subprocess.Popen([sys.executable, "-m", "laion_ingest", "load", str(shard)], env=env, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for shard in rows]
     results = [p.communicate(timeout=300) for p in loads]
@@ -177,7 +173,8 @@ def test_a_shard_published_twice_is_seen_and_loaded_again(mirror, engine_env):
         ch.query("DROP TABLE twin SYNC")
     assert count(0) == (2 * rows, rows)
     with ClickHouse() as ch:
-        assert differing_shards(ch, shard_status(ch)) == {0: f"the table holds {2 * rows} rows in 2 part(s), the ledger loaded {rows}"}
+        assert differing_shards(ch, shard_status(ch)) == {
+            0: f"the table holds {2 * rows} rows in 2 part(s), the ledger loaded {rows}"}
     assert "differs from its source: shard 0" in status.report()
     assert pipeline.plan(0, 0) == [0]
     load(mirror, 0, try_number=2)
@@ -226,7 +223,7 @@ def test_two_loads_of_a_shard_at_once_load_it_once_and_neither_fails(mirror, eng
     attempt = Attempt(2)
     pipeline.fetch(attempt, mirror.url)
     rows = pipeline.convert(attempt)
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "plugins")}
+    env = dict(os.environ)
     loads = [subprocess.Popen([sys.executable, "-m", "laion_ingest", "load", "2"], env=env, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
     results = [p.communicate(timeout=300) for p in loads]
@@ -271,113 +268,3 @@ def test_the_index_stage_warns_when_the_cache_cannot_hold_the_graphs(mirror, chd
                            " WHERE database = currentDatabase() AND table = 'laion' AND name = 'image_index'")[0][0]
     assert abs(on_disk - index_module.index_bytes(rows, SMALL)) < 0.1 * on_disk
     assert "vector_similarity_index_cache_size is 0.0 GB: raise it in the server's config to at least" in caplog.text
-
-
-def test_a_filtered_search_returns_k_rows_when_k_rows_match(mirror, engine_env):
-    """A filter keeping ~90 % of rows (NSFW = 'UNLIKELY'): the index's own top k, filtered after,
-    came back short for some queries; the search returns k matching rows every time, the same rows
-    as an exact scan of the matching rows at the top."""
-    load(mirror, 1)  # one part: its graph's top k is all the index gives before the filter
-    unlikely = Filters(nsfw=("UNLIKELY",))
-    short = 0
-    with ClickHouse() as ch:
-        build_indexes(ch, SMALL)
-        for row in range(0, 300, 10):
-            target = row_vector(ch, "text_embedding", 1, row)
-            naive = ch.query("SELECT id FROM laion WHERE NSFW = 'UNLIKELY' ORDER BY cosineDistance(image_embedding,"
-                             " {t:Array(Float32)}) LIMIT 10", t=target)
-            short += len(naive) < 10
-            hits = search(ch, target, k=10, filters=unlikely)
-            exact = search(ch, target, k=10, filters=unlikely, exact=True)
-            assert len(hits) == 10 and hits[0].id == exact[0].id
-            assert ch.query("SELECT countIf(NSFW = 'UNLIKELY') FROM laion WHERE id IN {ids:Array(UInt64)}",
-                            ids=[h.id for h in hits])[0][0] == 10
-        rare = Filters(nsfw=("NSFW",), min_width=900)  # ~0.4 % of rows: scanned exactly
-        assert search(ch, target, k=10, filters=rare) == search(ch, target, k=10, filters=rare, exact=True)
-    assert short > 0  # the problem is real on this data
-
-
-def test_evaluate_measures_recall_and_latency_and_search_uses_its_choice(mirror, engine_env, tmp_path):
-    """Recall against the exact scan for several ef values, written to laion_search_quality and
-    drawn as a PNG; the smallest ef reaching the target is chosen, and search uses it."""
-    for shard in (0, 1, 2):
-        load(mirror, shard)
-    with ClickHouse() as ch:
-        build_indexes(ch, SMALL)
-        result = evaluate(ch, queries=20, k=10, ef_values=(1, 64, 256), target_recall=0.9, plot=tmp_path / "q.png")
-        stored = ch.query("SELECT kind, ef, recall, p50_ms > 0, chosen FROM laion_search_quality ORDER BY kind, ef")
-        # measured on two shards' parts, through their indexes: the rest of the table is not scanned
-        assert ch.query("SELECT DISTINCT shards FROM laion_search_quality") == [([0, 1],)]
-        [statement] = sql("search_ann")
-        plan = ch.query("EXPLAIN indexes = 1 " + with_where(statement, "shard IN {shards:Array(UInt16)}"),
-                        column="image_embedding", target=[0.1] * 512, k=10, shards=[0, 1])
-        plan = "\n".join(r[0] for r in plan)
-        assert "image_index" in plan and "Parts: 2/3" in plan
-    assert [(kind, ef) for kind, ef, *_ in stored] == [(kind, ef) for kind in ("image→image", "text→image")
-                                                        for ef in (1, 64, 256)]
-    recalls = {(kind, ef): r for kind, ef, r, *_ in stored}
-    assert recalls[("text→image", 256)] >= 0.9 and all(fast for *_, fast, _ in stored)
-    chosen = [ef for _, ef, *_, c in stored if c]
-    reaching = [ef for ef in (1, 64, 256) if min(recalls[(kind, ef)] for kind in ("text→image", "image→image")) >= 0.9]
-    assert chosen and set(chosen) == {result["chosen_ef"]} == {min(reaching)}
-    assert (tmp_path / "q.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with ClickHouse() as ch:
-        assert evaluate_module.chosen_settings(ch) == {"hnsw_candidate_list_size_for_search": result["chosen_ef"]}
-
-
-OLD_QUALITY_TABLE = """CREATE TABLE laion_search_quality (run_id String, measured_at DateTime64(3, 'UTC') DEFAULT
-    now64(3), index_type String, kind LowCardinality(String), ef UInt32, k UInt32, queries UInt32, shards Array(UInt16),
-    recall Float64, p50_ms Float64, p95_ms Float64, exact_p50_ms Float64, target_recall Float64, chosen UInt8)
-    ENGINE = MergeTree ORDER BY (measured_at, kind, ef)"""  # as the build before rescoring was measured made it
-
-
-def test_search_reads_only_and_an_older_quality_table_gets_a_clear_fix(mirror, engine_env, request, caplog):
-    """Searching creates nothing, so a connection with SELECT alone searches. A laion_search_quality
-    made before rescoring was measured does not break search (a warning, the default settings), and
-    evaluate refuses it naming the fix rather than failing on a missing column."""
-    load(mirror, 0)
-    with ClickHouse() as ch:
-        build_indexes(ch, SMALL)
-        target = row_vector(ch, "text_embedding", 0, 3)
-        expected = search(ch, target, k=5, tuned={"hnsw_candidate_list_size_for_search": 256})
-        if ch.is_server:  # an analyst's connection: SELECT, nothing else
-            database = engine_env["AIRFLOW_CONN_LAION_CLICKHOUSE"].rsplit("/", 1)[1]
-            analyst = request.getfixturevalue("clickhouse_server").connection_uri(database, user=ANALYST)
-            with pytest.MonkeyPatch.context() as monkeypatch:
-                monkeypatch.setenv("AIRFLOW_CONN_LAION_CLICKHOUSE", analyst)
-                with ClickHouse() as reader:
-                    assert search(reader, target, k=5) == expected
-        ch.query(OLD_QUALITY_TABLE)
-        ch.query("INSERT INTO laion_search_quality (run_id, kind, ef, chosen) VALUES ('old', 'text→image', 32, 1)")
-        with caplog.at_level(logging.WARNING, logger="laion_ingest"):
-            assert tuned_settings(ch) == {"hnsw_candidate_list_size_for_search": 256}
-            assert search(ch, target, k=5) == expected
-        assert "DROP TABLE laion_search_quality" in caplog.text
-        with pytest.raises(PermanentError, match="made by an earlier version.*DROP TABLE laion_search_quality"):
-            evaluate(ch, queries=5, k=5, ef_values=(64,), target_recall=0.5)
-        ch.query("DROP TABLE laion_search_quality")
-        assert evaluate(ch, queries=5, k=5, ef_values=(64,), target_recall=0.5)["chosen_ef"] == 64
-
-
-def test_a_b1_index_is_measured_with_rescoring_and_search_uses_the_choice(mirror, engine_env):
-    """A binary-quantized index ranks by Hamming distance: evaluate also measures each ef with
-    rescoring (more candidates, exact distances), chooses it when plain search misses the target,
-    and search then answers with it."""
-    for shard in (0, 1):
-        load(mirror, shard)
-    with ClickHouse() as ch:
-        build_indexes(ch, IndexParams(quantization="b1", m=8, ef_construction=32))
-        result = evaluate(ch, queries=20, k=10, ef_values=(64,), target_recall=0.9)
-        recalls = {(r["kind"], r["rescore"]): r["recall"] for r in result["rows"]}
-        assert set(recalls) == {(kind, m) for kind in evaluate_module.KINDS for m in (0, 4, 16)}
-        assert all(recalls[(kind, 16)] > recalls[(kind, 0)] for kind in evaluate_module.KINDS)
-        assert result["chosen_rescore"] in (4, 16) and min(recalls[(kind, result["chosen_rescore"])]
-                                                            for kind in evaluate_module.KINDS) >= 0.9
-        assert tuned_settings(ch) == {"hnsw_candidate_list_size_for_search": 64, "vector_search_with_rescoring": 1,
-                                      "vector_search_index_fetch_multiplier": result["chosen_rescore"]}
-        targets = [t for (t,) in ch.run("sample_vectors", column="text_embedding", n=10, shards=[0, 1])]
-        by_default = [recall(search(ch, t), search(ch, t, exact=True)) for t in targets]
-        [statement] = sql("search_ann")
-        plain = [recall(hits(ch, statement, {"column": "image_embedding", "target": list(t), "k": 10},
-                             hnsw_candidate_list_size_for_search=64), search(ch, t, exact=True)) for t in targets]
-        assert sum(by_default) / 10 >= 0.9 > sum(plain) / 10

@@ -9,14 +9,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import requests
-from laion_ingest import mirror
-from laion_ingest.mirror import (
+
+from laion_ingest.sample import mirror
+from laion_ingest.sample.mirror import (
     SPECIAL_CAPTIONS,
     generate_mirror,
     generate_shard,
     shard_rows,
 )
-from laion_ingest.mirror_server import MirrorServer
+from laion_ingest.sample.server import MirrorServer
 
 ROWS = 2000
 SHARDS = (0, 1, 5)
@@ -102,7 +103,7 @@ def test_metadata_values(mirror_dir):
         assert meta["NSFW"].count("UNLIKELY") > n / 2
         assert 0.28 <= min(meta["similarity"]) and max(meta["similarity"]) <= 0.45
         assert set(meta["LICENSE"]) == {"?", "https://creativecommons.org/licenses/by/4.0/"}
-        assert all(ow >= w for ow, w in zip(meta["original_width"], meta["width"]))
+        assert all(ow >= w for ow, w in zip(meta["original_width"], meta["width"], strict=True))
 
 
 def test_captions_contain_every_special_case_early_and_later(mirror_dir):
@@ -242,7 +243,7 @@ def test_cut_truncates_body_then_resume_with_range(served):
 
         url = srv.url + PATH.lstrip("/")
         with pytest.raises(requests.exceptions.RequestException):
-            requests.get(url, headers={"Range": f"bytes={len(got)}-"}).content
+            _ = requests.get(url, headers={"Range": f"bytes={len(got)}-"}).content
         r = requests.get(url, headers={"Range": f"bytes={len(got)}-"})
         assert r.status_code == 206 and got + r.content == data
     assert srv.requests == [("GET", PATH, None, 200),

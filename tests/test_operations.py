@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from laion_ingest.clickhouse import ClickHouse
-from laion_ingest.mirror_server import MirrorServer
 from standalone import Standalone
+
+from laion_ingest.clickhouse import ClickHouse
+from laion_ingest.sample.server import MirrorServer
+
+pytestmark = pytest.mark.slow  # airflow standalone, a browser or a cluster: make test-fast leaves it out
 
 SMALL_INDEX = {"index_m": 8, "index_ef_construction": 32}
 FLAKY = "/text_emb/text_emb_1.npy"  # answers 503 once: shard 1 succeeds on try 2
@@ -34,7 +37,7 @@ def airflow(tmp_path_factory, mirror_dir, module_engine, tiny_clip):
             **{name: value for name, value in module_engine.items() if name not in connections},
             "LAION_RETRY_ATTEMPTS": "1",  # no retries inside a try: the 503 must fail the Airflow try
             # 10 s, not 1: LocalExecutor's event for a rescheduled try arrived up to 5.4 s late here, and
-            # Airflow then fails or retries the next try (apache/airflow#71172; README, One task per shard)
+            # Airflow then fails or retries the next try (apache/airflow#71172; docs/operations.md, Shards in flight)
             "LAION_MAX_SHARDS_IN_FLIGHT": "2", "LAION_IN_FLIGHT_POLL_SECONDS": "10",
             "LAION_TASK_RETRY_DELAY": "1", "LAION_INDEX_POLL_SECONDS": "1", "LAION_CLIP_MODEL_DIR": str(tiny_clip)})
         without_connections.undo()

@@ -6,10 +6,11 @@ import logging
 
 import airflow.sdk  # noqa: F401  loaded up front, as in a task: staging then reads Airflow connections
 import pytest
+from s3_server import BUCKET, KEY, SECRET
+
 from laion_ingest import pipeline
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.ledger import Attempt
-from s3_server import BUCKET, KEY, SECRET
 
 
 @pytest.fixture(params=["environment", "airflow connection"])

@@ -28,6 +28,8 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 from test_clip_search import other_nouns
 
+pytestmark = pytest.mark.slow  # airflow standalone, a browser or a cluster: make test-fast leaves it out
+
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 SIZE = (1600, 1000)
 
@@ -43,7 +45,7 @@ def browser(tmp_path_factory):
     options.binary_location = "/usr/bin/chromium"
     for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run",
-                f"--user-data-dir={tmp_path_factory.mktemp('chromium')}", "--window-size=%d,%d" % SIZE):
+                f"--user-data-dir={tmp_path_factory.mktemp('chromium')}", f"--window-size={SIZE[0]},{SIZE[1]}"):
         options.add_argument(arg)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SE_OFFLINE", "true")  # Selenium Manager must not go online (the paths are given anyway)
@@ -128,7 +130,8 @@ def test_trigger_a_shard_range_from_the_ui_and_see_the_shards_in_the_grid(airflo
     [run] = server.api("GET", "/dags/laion_ingest/dagRuns").json()["dag_runs"]
     assert unquote(browser.current_url).endswith("/runs/" + run["dag_run_id"])  # the UI opened the run it made
     assert server.wait_for_run(run["dag_run_id"]) == "success"
-    assert {k: run["conf"][k] for k in ("first_shard", "last_shard", "source_url", "index_m", "index_ef_construction")} \
+    assert {k: run["conf"][k] for k in ("first_shard", "last_shard", "source_url", "index_m",
+                                        "index_ef_construction")} \
         == {"first_shard": 0, "last_shard": 1, "source_url": mirror.url, "index_m": 8, "index_ef_construction": 32}
 
     browser.get(f"{server.url}/dags/laion_ingest/runs/{quote(run['dag_run_id'], safe='')}/tasks/ingest_shard/mapped")
@@ -143,7 +146,8 @@ def test_trigger_a_shard_range_from_the_ui_and_see_the_shards_in_the_grid(airflo
         return labels if len(labels) == 2 else False
 
     assert wait(browser, "2 mapped ingest_shard instances", shard_labels) == ["shard 0", "shard 1"]
-    assert [(ti["rendered_map_index"], ti["state"]) for ti in server.task_instances(run["dag_run_id"], "ingest_shard")] \
+    assert [(ti["rendered_map_index"], ti["state"])
+            for ti in server.task_instances(run["dag_run_id"], "ingest_shard")] \
         == [("shard 0", "success"), ("shard 1", "success")]
     body = browser.find_element(By.TAG_NAME, "body").text
     assert "shard 0" in body and "shard 1" in body

@@ -120,11 +120,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--captions", type=bounded(1, 100_000), default=200, help="stored captions to encode (200)")
     s.set_defaults(run=_clip_check)
 
-    s = sub.add_parser("clip-udf", help="write encode_text()/encode_image() for a ClickHouse server's user_scripts_path")
+    s = sub.add_parser("clip-udf",
+                       help="write encode_text()/encode_image() for a ClickHouse server's user_scripts_path")
     s.add_argument("directory", help="the server's user_scripts_path, e.g. /var/lib/clickhouse/user_scripts")
     s.set_defaults(run=_clip_udf)
 
-    s = sub.add_parser("rebalance", help="move each shard to the node the placement rule gives it (after nodes were added)")
+    s = sub.add_parser("rebalance",
+                       help="move each shard to the node the placement rule gives it (after nodes were added)")
     s.set_defaults(run=_rebalance)
 
     s = sub.add_parser("plan", help="rows, disk, index RAM per node, cache and build core-hours of a shard range")
@@ -178,14 +180,14 @@ def _index_args(s: argparse.ArgumentParser) -> None:
 
 
 def _mirror(args) -> None:
-    from laion_ingest.mirror import generate_mirror
+    from laion_ingest.sample.mirror import generate_mirror
 
     rows = generate_mirror(args.out, range(args.shards), args.rows, args.seed)
     print(json.dumps({"out": args.out, "rows": rows}))
 
 
 def _serve(args) -> None:
-    from laion_ingest.mirror_server import serve_forever
+    from laion_ingest.sample.server import serve_forever
 
     serve_forever(args.directory, "127.0.0.1", args.port)
 
@@ -296,7 +298,7 @@ def _clip_check(args) -> int:
         print("the model matches the data: text queries are encoded as the stored vectors were")
         return 0
     print(f"the model does NOT match the data (median below {MATCH}): text queries will find unrelated rows."
-          " LAION-400M needs OpenAI's CLIP ViT-B/32 (see README, Search by text or image)")
+          " LAION-400M needs OpenAI's CLIP ViT-B/32 (docs/search.md)")
     return 1
 
 

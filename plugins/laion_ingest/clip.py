@@ -13,7 +13,7 @@ openai/clip-vit-base-patch32:
     vision/model.onnx                        pixel_values (B, 3, 224, 224) -> image_embeds
 
 Without LAION_CLIP_MODEL_DIR, `huggingface_hub` downloads the two repositories to its cache on
-first use. The generated mirror comes with a tiny model of the same shape (mirror_clip.py).
+first use. The generated mirror comes with a tiny model of the same shape (sample/clip_model.py).
 
 Every input is hostile until measured, and costs bounded work whatever it is (the SQL functions and
 the search page hand the encoders whatever a user sends): text is cut to MAX_TEXT_CHARS before it is

@@ -27,7 +27,7 @@ starts another for the next query.
 names this Python, this package and the settings above, because ClickHouse starts it with neither
 our environment nor our PATH. The embedded engine installs both beside its data directory whenever
 it opens. A server's administrator runs `python -m laion_ingest clip-udf DIR` and adds two lines to
-the server config (README).
+the server config (docs/search.md).
 """
 from __future__ import annotations
 
@@ -83,7 +83,8 @@ def install(directory: Path) -> Path:
     # ClickHouse's own limit on a block is the deadline's backstop; the first block also loads the model.
     seconds = round(2 * settings.clip_deadline_seconds() + 30)
     xml = (settings.sql_dir().parent / "udf" / "clip_functions.xml").read_text()
-    _write(directory / "clip_functions.xml", xml.replace("{seconds}", str(seconds)).replace("{ms}", str(1000 * seconds)))
+    _write(directory / "clip_functions.xml",
+           xml.replace("{seconds}", str(seconds)).replace("{ms}", str(1000 * seconds)))
     return directory
 
 

@@ -44,7 +44,7 @@ def convert_shard(shard: int, src_dir: Path, out_path: Path, batch_rows: int = B
     """Write out_path from the files fetch_shard put in src_dir; returns the number of rows."""
     img_name, text_name, meta_name = shard_files(shard)
     meta = _open_metadata(shard, src_dir, meta_name)
-    with _Npy(shard, src_dir, img_name) as img, _Npy(shard, src_dir, text_name) as text:
+    with NpyRows(shard, src_dir, img_name) as img, NpyRows(shard, src_dir, text_name) as text:
         rows = meta.metadata.num_rows
         for name, npy in ((img_name, img), (text_name, text)):
             if npy.rows != rows:
@@ -71,7 +71,7 @@ def convert_shard(shard: int, src_dir: Path, out_path: Path, batch_rows: int = B
                 rows_per_batch = _rows_per_batch(meta, 2 * DIM * img.dtype.itemsize, batch_rows)
                 for batch in meta.iter_batches(batch_size=rows_per_batch, columns=METADATA.names, use_threads=False):
                     n = batch.num_rows
-                    columns = [*key_columns(shard, start, n), *_cast_metadata(shard, meta_name, batch),
+                    columns = [*key_columns(shard, start, n), *cast_metadata(shard, meta_name, batch),
                                img.vectors(n), text.vectors(n)]
                     out.write_batch(pa.record_batch(columns, schema=schema), row_group_size=rows_per_batch)
                     start += n
@@ -104,7 +104,7 @@ def key_columns(shard: int, start: int, n: int) -> list[pa.Array]:
             pa.array(np.full(n, shard, dtype=np.uint16)), pa.array(row)]
 
 
-class _Npy:
+class NpyRows:
     """Rows of a .npy file, as little-endian bytes, read in order with plain reads. A memory map
     would do the same, but its pages count as the process's memory and stay resident: for a 1 GB
     file, 1 GB of RSS."""
@@ -159,7 +159,7 @@ class _Npy:
         self.next_row += n
         return data
 
-    def __enter__(self) -> _Npy:
+    def __enter__(self) -> NpyRows:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -192,7 +192,7 @@ def _open_metadata(shard: int, src_dir: Path, name: str) -> pq.ParquetFile:
     return meta
 
 
-def _cast_metadata(shard: int, name: str, batch: pa.RecordBatch) -> list[pa.Array]:
+def cast_metadata(shard: int, name: str, batch: pa.RecordBatch) -> list[pa.Array]:
     """The batch's metadata columns in the table's types; a value that would change is an error."""
     columns = []
     for field in METADATA:

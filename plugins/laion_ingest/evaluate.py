@@ -25,28 +25,18 @@ import time
 import uuid
 from pathlib import Path
 
-from laion_ingest.clickhouse import ClickHouse, sql
+from laion_ingest import search_quality
+from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.errors import PermanentError
 from laion_ingest.ledger import shard_status
 from laion_ingest.redaction import logger
-from laion_ingest.search import hits, recall, with_where
+from laion_ingest.search import hits, recall, with_condition
+from laion_ingest.search_quality import search_settings
 
 log = logger(__name__)
 
 KINDS = {"text→image": ("text_embedding", "image_embedding"), "image→image": ("image_embedding", "image_embedding")}
 RESCORING = {"i8": (2, 4), "b1": (4, 16)}  # fetch multipliers measured with rescoring, by quantization
-OLDER_TABLE = ("laion_search_quality was made by an earlier version (it has no column rescore_multiplier);"
-               " it holds only measurements: DROP TABLE laion_search_quality, then run evaluate again")
-
-
-def search_settings(ef: int, rescore: int = 0) -> dict:
-    """The query settings of one measured setup: ef, and the rescoring multiplier (0: none)."""
-    settings = {"hnsw_candidate_list_size_for_search": int(ef)}
-    if rescore:
-        settings.update(vector_search_with_rescoring=1, vector_search_index_fetch_multiplier=int(rescore))
-    return settings
-
-
 def evaluate(ch: ClickHouse, queries: int = 50, k: int = 10, ef_values: tuple[int, ...] = (16, 32, 64, 128, 256),
              target_recall: float = 0.95, plot: Path | None = None, shards: int = 2) -> dict:
     """Measure on the first `shards` loaded shards, store and plot; returns {"run_id", "rows": [...],
@@ -57,11 +47,8 @@ def evaluate(ch: ClickHouse, queries: int = 50, k: int = 10, ef_values: tuple[in
     [(index,)] = ch.each_node()[0].run("vector_index_type") or [(None,)]
     if index is None:
         raise PermanentError("laion has no vector index to evaluate: build it first (python -m laion_ingest index)")
-    ch.run("create_search_quality")
-    if _current_table(ch) is False:
-        raise PermanentError(OLDER_TABLE)
-    [statement] = sql("search_ann")
-    statement = with_where(statement, "shard IN {shards:Array(UInt16)}")
+    search_quality.prepare(ch)
+    statement = with_condition("search_ann", "shard IN {shards:Array(UInt16)}")
     quantization = re.search(r"'(f64|f32|f16|bf16|i8|b1)'", index)
     setups = [(ef, 0) for ef in ef_values] + \
         [(ef, m) for m in RESCORING.get(quantization and quantization[1], ()) for ef in ef_values]
@@ -72,8 +59,9 @@ def evaluate(ch: ClickHouse, queries: int = 50, k: int = 10, ef_values: tuple[in
         for ef, rescore in setups:
             ann, ms = _top_k(ch, statement, sample, targets, column, k, **search_settings(ef, rescore))
             row = {"kind": kind, "ef": ef, "rescore": rescore, "k": k, "queries": len(targets), "shards": sample,
-                   "recall": statistics.fmean(recall(a, e) for a, e in zip(ann, exact)),
-                   "p50_ms": _percentile(ms, 50), "p95_ms": _percentile(ms, 95), "exact_p50_ms": _percentile(exact_ms, 50)}
+                   "recall": statistics.fmean(recall(a, e) for a, e in zip(ann, exact, strict=True)),
+                   "p50_ms": _percentile(ms, 50), "p95_ms": _percentile(ms, 95),
+                   "exact_p50_ms": _percentile(exact_ms, 50)}
             rows.append(row)
             log.info("%s, ef %d%s: recall@%d %.3f, p50 %.1f ms, p95 %.1f ms (brute force p50 %.1f ms)",
                      kind, ef, f", rescoring ×{rescore}" if rescore else "", k, row["recall"], row["p50_ms"],
@@ -86,31 +74,13 @@ def evaluate(ch: ClickHouse, queries: int = 50, k: int = 10, ef_values: tuple[in
         chosen, chosen_rescore = max(worst, key=worst.get)
         log.warning("no setting reached recall %.2f; choosing the best, ef %d%s", target_recall, chosen,
                     f" with rescoring ×{chosen_rescore}" if chosen_rescore else "")
-    for row in rows:
-        ch.run("search_quality_record", run_id=run_id, index_type=index, target_recall=target_recall,
-               chosen=int((row["ef"], row["rescore"]) == (chosen, chosen_rescore)), **row)
+    search_quality.record(ch, run_id, index, target_recall, (chosen, chosen_rescore), rows)
     log.info("chosen: %s (recall target %.2f)", search_settings(chosen, chosen_rescore), target_recall)
     if plot:
         _plot(rows, index, (chosen, chosen_rescore), plot)
         log.info("plot: %s", plot)
     return {"run_id": run_id, "rows": rows, "chosen_ef": chosen, "chosen_rescore": chosen_rescore,
             "plot": str(plot) if plot else None, "shards": sample}
-
-
-def chosen_settings(ch: ClickHouse) -> dict:
-    """The search settings the latest evaluation chose ({} if there was none). It only reads, so a
-    connection with SELECT alone can search."""
-    current = _current_table(ch)
-    if current is False:
-        log.warning("%s; until then search uses the default settings", OLDER_TABLE)
-    rows = ch.run("search_quality_chosen") if current else []
-    return search_settings(*rows[0]) if rows else {}
-
-
-def _current_table(ch: ClickHouse) -> bool | None:
-    """Whether laion_search_quality has this version's columns; None if there is no such table."""
-    columns = {name for (name,) in ch.run("search_quality_columns")}
-    return "rescore_multiplier" in columns if columns else None
 
 
 def _top_k(ch: ClickHouse, statement: str, shards: list[int], targets: list, column: str, k: int,

@@ -40,7 +40,7 @@ def shard_status(ch: ClickHouse) -> list[dict]:
     names = ("shard", "loaded", "rows", "loaded_at", "last_outcome", "last_error", "max_try")
     if not ch.run("table_exists", name="laion_ledger")[0][0]:
         return []  # nothing was ever loaded here (and a SELECT-only user cannot create the ledger)
-    return [{**dict(zip(names, r)), "last_error": redact(r[5])} for r in ch.run("shard_status")]
+    return [{**dict(zip(names, r, strict=True)), "last_error": redact(r[5])} for r in ch.run("shard_status")]
 
 
 def differing_shards(ch: ClickHouse, shards: list[dict]) -> dict[int, str]:

@@ -98,6 +98,7 @@ def wait_for_replaced_parts(ch: ClickHouse, timeout: float = 15.0) -> None:
     while (left := ch.run("outdated_parts")[0])[0]:
         if time.monotonic() > deadline:
             log.warning("%d replaced part(s) (%d bytes) not deleted yet. A laion table made before"
-                        " old_parts_lifetime was set keeps them 8 minutes: see README, 'Disk a load needs'", *left)
+                        " old_parts_lifetime was set keeps them 8 minutes: see docs/operations.md,"
+                        " 'Disk a load needs'", *left)
             return
         time.sleep(0.2)

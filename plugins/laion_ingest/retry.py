@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from laion_ingest import settings
 from laion_ingest.errors import PermanentError
@@ -20,7 +21,7 @@ class RetryPolicy:
     max_delay: float = 60.0
 
     @classmethod
-    def from_settings(cls) -> "RetryPolicy":
+    def from_settings(cls) -> RetryPolicy:
         """LAION_RETRY_ATTEMPTS, LAION_RETRY_INITIAL_DELAY, LAION_RETRY_MAX_DELAY (settings.py)."""
         return cls(settings.retry_attempts(), *settings.retry_delays())
 

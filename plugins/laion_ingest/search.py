@@ -16,6 +16,7 @@ from laion_ingest import settings
 from laion_ingest.clickhouse import ClickHouse, sql
 from laion_ingest.errors import SettingError
 from laion_ingest.redaction import logger
+from laion_ingest.search_quality import chosen_settings
 
 log = logger(__name__)
 
@@ -50,7 +51,8 @@ class Filters:
         if self.min_similarity is not None:
             object.__setattr__(self, "min_similarity", settings.number("min_similarity", self.min_similarity, -1, 1))
         if self.min_width is not None:
-            object.__setattr__(self, "min_width", settings.number("min_width", self.min_width, 0, 2**32 - 1, whole=True))
+            object.__setattr__(self, "min_width",
+                               settings.number("min_width", self.min_width, 0, 2**32 - 1, whole=True))
 
     def condition(self) -> tuple[str, dict]:
         """The filter as SQL made of fixed fragments, and its query parameters ("" for none)."""
@@ -81,22 +83,20 @@ def search(ch: ClickHouse, target: list[float], column: str = "image_embedding",
     what the latest `evaluate` chose, with ef as hnsw_candidate_list_size_for_search if given."""
     if column not in COLUMNS:
         raise ValueError(f"column must be one of {COLUMNS}, not {column!r}")
-    [statement] = sql("search_ann")
     condition, params = filters.condition()
     params.update(column=column, target=[float(x) for x in target], k=k)
-    if condition:
-        statement = with_where(statement, condition)
+    statement = with_condition("search_ann", condition)
     if exact:
         return hits(ch, statement, params, use_skip_indexes=0)
     settings = {**(tuned or tuned_settings(ch, ef)), **index_limit(k)}
     if not condition:
         return hits(ch, statement, params, **settings)
-    [estimate] = sql("filter_selectivity")
-    kept = ch.query(estimate.replace("{condition}", condition), **params)[0][0] or 0.0
+    kept = ch.query(with_condition("filter_selectivity", condition), **params)[0][0] or 0.0
     multiplier = math.ceil(2 / kept) if kept else math.inf  # twice the candidates the filter needs, on average
     if multiplier <= MAX_FETCH_MULTIPLIER:
         rescoring = settings.get("vector_search_index_fetch_multiplier", 1)
-        found = hits(ch, statement, params, **{**settings, "vector_search_index_fetch_multiplier": multiplier * rescoring})
+        found = hits(ch, statement, params,
+                     **{**settings, "vector_search_index_fetch_multiplier": multiplier * rescoring})
         if len(found) == k:
             return found
     log.info("the filter keeps %.1f%% of rows: scanning those exactly", 100 * kept)
@@ -106,8 +106,6 @@ def search(ch: ClickHouse, target: list[float], column: str = "image_embedding",
 def tuned_settings(ch: ClickHouse, ef: int | None = None) -> dict:
     """What the latest `evaluate` chose (ef, and rescoring for i8/b1 indexes), ClickHouse's ef of 256
     before any; a given ef replaces the chosen one."""
-    from laion_ingest.evaluate import chosen_settings
-
     settings = chosen_settings(ch) or {"hnsw_candidate_list_size_for_search": 256}
     return {**settings, "hnsw_candidate_list_size_for_search": ef} if ef else settings
 
@@ -117,9 +115,13 @@ def index_limit(k: int) -> dict:
     return {"max_limit_for_vector_search_queries": k} if k > INDEX_LIMIT else {}
 
 
-def with_where(statement: str, condition: str) -> str:
-    """search_ann.sql with a WHERE clause before its ORDER BY."""
-    return statement.replace("\nORDER BY", f"\nWHERE {condition}\nORDER BY")
+def with_condition(name: str, condition: str) -> str:
+    """The one statement of include/sql/<name>.sql with its {condition} placeholder written in (true for
+    none). Conditions are the fixed fragments of Filters.condition and evaluate, never input."""
+    [statement] = sql(name)
+    if "{condition}" not in statement:
+        raise ValueError(f"include/sql/{name}.sql has no {{condition}} placeholder")
+    return statement.replace("{condition}", condition or "true")
 
 
 def hits(ch: ClickHouse, statement: str, params: dict, **settings) -> list[Hit]:
@@ -135,8 +137,7 @@ def hits_rows(ch: ClickHouse, statement: str, params: dict, settings: dict) -> l
 
 def explain(ch: ClickHouse, target: list[float], column: str = "image_embedding", k: int = 10) -> str:
     """EXPLAIN indexes = 1 of the search: names the vector index when ClickHouse uses it."""
-    [statement] = sql("search_ann")
-    rows = hits_rows(ch, "EXPLAIN indexes = 1 " + statement,
+    rows = hits_rows(ch, "EXPLAIN indexes = 1 " + with_condition("search_ann", ""),
                      dict(column=column, target=[float(x) for x in target], k=k), index_limit(k))
     return "\n".join(r[0] for r in rows)
 

@@ -82,7 +82,7 @@ async def page(request: Request):
 def api_search(text: Annotated[str, Form()] = "", image: Annotated[UploadFile | None, File()] = None,
                k: Annotated[int, Form(ge=1, le=MAX_K)] = 20,
                column: Annotated[str, Form(pattern="^(image|text)_embedding$")] = "image_embedding",
-               nsfw: Annotated[list[str], Form()] = [],
+               nsfw: Annotated[list[str] | None, Form()] = None,
                min_similarity: Annotated[str | None, Form()] = None,
                min_width: Annotated[str | None, Form()] = None) -> dict:
     """Hits as JSON; a sync endpoint, so FastAPI runs the model and the query in its thread pool."""
@@ -93,7 +93,7 @@ def api_search(text: Annotated[str, Form()] = "", image: Annotated[UploadFile | 
 
     started = time.perf_counter()
     try:
-        filters = Filters(tuple(nsfw), min_similarity or None, min_width or None)
+        filters = Filters(tuple(nsfw or ()), min_similarity or None, min_width or None)
         if image is not None and image.filename:
             data = image.file.read(clip.MAX_IMAGE_BYTES + 1)
             if len(data) > clip.MAX_IMAGE_BYTES:

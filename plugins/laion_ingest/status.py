@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from laion_ingest import settings
 from laion_ingest.clickhouse import ClickHouse
@@ -52,5 +52,5 @@ def report(as_json: bool = False) -> str:
         lines.append(f"failing: shard {f['shard']} (try {f['tries']}): {f['last_error']}")
     for d in s["differing"]:
         lines.append(f"differs from its source: shard {d['shard']}: {d['problem']} (the next run reloads it)")
-    lines.append(f"as of {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC")
+    lines.append(f"as of {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC")
     return "\n".join(lines)

@@ -21,7 +21,8 @@ def summarize(run_id: str, first: int, last: int, planned: list[int], indexes_bu
         outcomes = {r[0]: r[1:] for r in ch.run("run_summary", run_id=run_id)}
     summary = {"loaded": [], "skipped": [s for s in range(first, last + 1) if s not in planned], "failed": []}
     for shard in planned:
-        outcome, stage, rows, seconds, error, tries = outcomes.get(shard, ("failed", "?", 0, 0.0, "no result recorded", 0))
+        outcome, stage, rows, seconds, error, tries = outcomes.get(
+            shard, ("failed", "?", 0, 0.0, "no result recorded", 0))
         if outcome == "loaded":
             summary["loaded"].append({"shard": shard, "rows": rows, "seconds": round(seconds, 1), "tries": tries})
             log.info("shard %d: loaded %d rows in %.1f s (try %d)", shard, rows, seconds, tries)

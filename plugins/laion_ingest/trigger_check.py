@@ -23,7 +23,8 @@ def shard_range_problem(conf: dict) -> str | None:
         if isinstance(value, float):
             return f"Invalid input for param {name}: {value!r} is not a whole number (write {int(value)})"
     if isinstance(first, int) and isinstance(last, int) and first > last:
-        return f"Invalid input for params first_shard and last_shard: first_shard ({first}) is after last_shard ({last})"
+        return (f"Invalid input for params first_shard and last_shard: first_shard ({first}) is after"
+                f" last_shard ({last})")
     return None  # anything else is the per-param schema's to judge
 
 

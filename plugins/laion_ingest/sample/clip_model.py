@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from laion_ingest import mirror
+from laion_ingest.sample import mirror
 
 SPECIAL = ["<|startoftext|>", "<|endoftext|>", "[UNK]"]
 WORDS = ["a", "an", "the", "and", "of", "with", "photo", "picture", *mirror.ADJECTIVES, *mirror.NOUNS]

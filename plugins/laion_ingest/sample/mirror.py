@@ -175,7 +175,7 @@ def _metadata(rng, shard: int, start: int, stop: int, labels: np.ndarray, image_
     keys = [f"{shard:05d}{i:07d}" for i in range(start, stop)]
     adjectives = rng.integers(0, len(ADJECTIVES), n).tolist()
     captions = [f"{ADJECTIVES[a]} {NOUNS[c % len(NOUNS)]} #{i}"
-                for a, c, i in zip(adjectives, labels.tolist(), range(start, stop))]
+                for a, c, i in zip(adjectives, labels.tolist(), range(start, stop), strict=True)]
     for k, caption in enumerate(SPECIAL_CAPTIONS):
         first = (SPECIAL_ROW + SPECIAL_STEP * k - start) % 100
         captions[first::100] = [caption] * len(range(first, n, 100))

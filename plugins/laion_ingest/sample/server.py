@@ -14,8 +14,8 @@ Content-Length; "short-length" announces and sends only half of the file as
 if it were whole; "html" answers 200 OK with an HTML error page; "drip" sends
 one byte every 0.2 s (at most 50); "huge" announces a Content-Length of 1 PB and
 sends nothing; "hold" waits until the test calls release() (`held` is set meanwhile), then serves
-normally. Once the list is empty the path is served normally. Faults keyed
-by the path apply to GET; keyed "HEAD <path>", to HEAD. With `auth=(user, password)` every request needs those HTTP basic
+normally. Once the list is empty the path is served normally. Faults keyed by the path apply to GET;
+keyed "HEAD <path>", to HEAD. With `auth=(user, password)` every request needs those HTTP basic
 credentials (401 otherwise), like an authenticated mirror. /photos/<key>.jpg answers with a small
 picture of its own, so a mirror generated with this server's url as image_url has images to show.
 """
