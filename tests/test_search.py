@@ -7,14 +7,14 @@ import logging
 
 import pytest
 from clickhouse_server import ANALYST
+from test_load_index import SMALL, load
 
 from laion_ingest import evaluate as evaluate_module
-from laion_ingest import pipeline, search_quality
+from laion_ingest import search_quality
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.errors import PermanentError
 from laion_ingest.evaluate import evaluate
 from laion_ingest.index import IndexParams, build_indexes
-from laion_ingest.ledger import Attempt
 from laion_ingest.search import (
     Filters,
     hits,
@@ -24,21 +24,6 @@ from laion_ingest.search import (
     tuned_settings,
     with_condition,
 )
-
-SMALL = IndexParams(m=8, ef_construction=32)
-
-
-def load(mirror, shard, try_number=1):
-    attempt = Attempt(shard, try_number=try_number)
-    pipeline.fetch(attempt, mirror.url)
-    pipeline.convert(attempt)
-    return pipeline.load(attempt)
-
-
-def count(shard=None):
-    with ClickHouse() as ch:
-        where = "" if shard is None else f" WHERE shard = {int(shard)}"
-        return ch.query("SELECT count(), uniqExact(id) FROM laion" + where)[0]
 
 
 def test_a_filtered_search_returns_k_rows_when_k_rows_match(mirror, engine_env):
