@@ -28,7 +28,6 @@ import sys
 import time
 from pathlib import Path
 
-import requests
 from ports import free_port
 
 USER, ADMIN, PASSWORD = "laion", "admin", "ch-test-pw"
@@ -146,6 +145,8 @@ class ClickHouseServer:
         return f"clickhouse://{user}:{PASSWORD}@127.0.0.1:{self.http_port}/{database}"
 
     def start(self, timeout: float = 60) -> ClickHouseServer:
+        import requests  # here, not at the top: the server process (LAION_TEST_SERVER_PYTHON) has chdb alone
+
         self._log = open(self.base / "server.log", "a")
         # LAION_TEST_SERVER_PYTHON: a Python whose chdb serves an older ClickHouse (the client side stays this one)
         python = os.environ.get("LAION_TEST_SERVER_PYTHON") or sys.executable
@@ -169,6 +170,8 @@ class ClickHouseServer:
 
     def sql(self, statement: str) -> str:
         """Run a statement as the server's administrator (fixtures only; the package runs as USER)."""
+        import requests
+
         r = requests.post(self.http_url, params={"user": ADMIN, "password": PASSWORD}, data=statement.encode(),
                           timeout=60)
         r.raise_for_status()
@@ -181,7 +184,7 @@ class ClickHouseServer:
         try:
             self.sql(f"KILL QUERY WHERE query LIKE '%{MARKER}%' AND user = '' SYNC")
             self.proc.wait(timeout=20)
-        except (requests.RequestException, subprocess.TimeoutExpired):
+        except (OSError, subprocess.TimeoutExpired):  # requests' errors are OSErrors
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
         self._log.close()
