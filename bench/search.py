@@ -8,7 +8,7 @@ how long a text query takes to encode, to search, and in all, on the embedded en
 The model directory may hold OpenAI's CLIP (Qdrant/clip-ViT-B-32-text/-vision) or the full-size
 random-weight export of bench/clip_export.py: the weights do not change the time. Each run adds its
 section to bench/SEARCH.md, naming the model. Measured, after 3 warm-up queries, over 50 queries:
-- the package's search path: `clip.text_encoder()` in the process, then `search.search` with the
+- the package's search path: `clip.text_encoder(model)` in the process, then `search.search` with the
   vector as a query parameter (what the CLI and the search page do);
 - the same query in SQL with `encode_text()`, an executable_pool function: a warm pool process;
 - the seed's way, `encode_text()` as an `executable` function: a process and a model load per query.
@@ -90,7 +90,7 @@ def load_sample() -> None:
 
 
 def measure(seed_queries: int) -> list[tuple[str, list[float]]]:
-    from laion_ingest import clip
+    from laion_ingest import clip, datasets
     from laion_ingest.clickhouse import ClickHouse
     from laion_ingest.search import search
 
@@ -98,7 +98,7 @@ def measure(seed_queries: int) -> list[tuple[str, list[float]]]:
     udf.mkdir(parents=True, exist_ok=True)
     (udf / "seed_functions.xml").write_text(SEED_XML)
     started = time.perf_counter()
-    encoder = clip.text_encoder()
+    encoder = clip.text_encoder(datasets.VIT_B_32)
     load_ms = 1000 * (time.perf_counter() - started)
     encode, knn, total, in_sql, seed = [], [], [], [], []
     with ClickHouse() as ch:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from laion_ingest.fetch import shard_files
+from laion_ingest import datasets
 
 SEED_TABLE = """CREATE TABLE laion
 (
@@ -34,7 +34,7 @@ def download(base_url: str, shard: int, dest: Path) -> int:
     """wget --tries=100, one file at a time, as the page's download.sh; returns bytes."""
     dest.mkdir(parents=True, exist_ok=True)
     total = 0
-    for name in shard_files(shard):
+    for name in datasets.get("laion400m").files(shard):
         out = dest / Path(name).name
         subprocess.run(["wget", "--tries=100", "-q", "-O", str(out), base_url + name], check=True)
         total += out.stat().st_size

@@ -21,6 +21,9 @@ import pandas  # noqa: F401  pyarrow imports it on first use; an import, so not 
 import pyarrow.parquet as pq
 
 from laion_ingest import convert as conv
+from laion_ingest import datasets
+
+LAION400M = datasets.get("laion400m")
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,13 +66,13 @@ def seed_insert(csv: str, chdb: str) -> dict:
 def fetch(url: str, shard: int, dest: str) -> dict:
     from laion_ingest.fetch import fetch_shard
     shutil.rmtree(dest, ignore_errors=True)
-    return {"bytes": sum(fetch_shard(shard, url, Path(dest)).values())}
+    return {"bytes": sum(fetch_shard(LAION400M, shard, url, Path(dest)).values())}
 
 
 @stage
 def convert(shard: int, src: str, out: str) -> dict:
     """The package's convert_shard."""
-    rows = conv.convert_shard(shard, Path(src), Path(out))
+    rows = conv.convert_shard(LAION400M, shard, Path(src), Path(out))
     return {"rows": rows, "bytes": Path(out).stat().st_size}
 
 
@@ -169,8 +172,8 @@ def index_build(url: str, shards: list, work: str, chdb: str, m: int = 64, ef_co
 
     def load(ch, shard):
         folder = Path(work) / f"shard_{shard}"
-        fetch_shard(shard, url, folder)
-        rows = conv.convert_shard(shard, folder, folder / "x.parquet")
+        fetch_shard(LAION400M, shard, url, folder)
+        rows = conv.convert_shard(LAION400M, shard, folder, folder / "x.parquet")
         load_shard(ch, shard, folder / "x.parquet", rows)
         return rows
 
@@ -209,7 +212,7 @@ def tiny_direct(url: str, first: int, last: int, work: str, chdb: str) -> dict:
     from laion_ingest.ledger import Attempt
     started = time.perf_counter()
     rows, per_shard = 0, []
-    for shard in pipeline.plan(first, last):
+    for shard in pipeline.plan(LAION400M, first, last):
         t = [time.perf_counter()]
         fetched = pipeline.fetch(Attempt(shard), url)
         t.append(time.perf_counter())

@@ -15,6 +15,10 @@ import pyarrow.parquet as pq
 from stages import PEAKS, convert, peak_rss_kb, reset_peak_rss, stage, written
 
 from laion_ingest import convert as conv
+from laion_ingest import datasets
+
+LAION400M = datasets.get("laion400m")
+DIM = LAION400M.dim
 
 
 @stage
@@ -26,9 +30,9 @@ def write_variant(shard: int, src: str, out: str, fmt: str = "parquet", vec: str
     sources as it does. fmt='package' is convert_shard itself."""
     if fmt == "package":
         return convert(shard, src, out)
-    img_name, text_name, meta_name = conv.shard_files(shard)
+    img_name, text_name, meta_name = LAION400M.files(shard)
     meta = pq.ParquetFile(Path(src) / meta_name)
-    schema = conv.staged_schema(pa.float16() if vec == "f16" else pa.float32())
+    schema = conv.staged_schema(LAION400M, pa.float16() if vec == "f16" else pa.float32())
     vector = schema.field("image_embedding").type
     plain = schema.names[:-2]
     if fmt == "parquet":  # options of a nested column are keyed by its leaf path
@@ -40,10 +44,10 @@ def write_variant(shard: int, src: str, out: str, fmt: str = "parquet", vec: str
         compression = None if vec_compression == "none" else vec_compression
         writer = pa.ipc.new_file(out, schema, options=pa.ipc.IpcWriteOptions(compression=compression))
     start = 0
-    with writer, conv.NpyRows(shard, src, img_name) as img, conv.NpyRows(shard, src, text_name) as text:
-        for batch in meta.iter_batches(batch_size=row_group, columns=conv.METADATA.names, use_threads=False):
+    with writer, conv.NpyRows(shard, src, img_name, DIM) as img, conv.NpyRows(shard, src, text_name, DIM) as text:
+        for batch in meta.iter_batches(batch_size=row_group, columns=LAION400M.metadata.names, use_threads=False):
             n = batch.num_rows
-            columns = [*conv.key_columns(shard, start, n), *conv.cast_metadata(shard, meta_name, batch),
+            columns = [*conv.key_columns(shard, start, n), *conv.cast_metadata(LAION400M, shard, meta_name, batch),
                        _vectors(img, n, vector), _vectors(text, n, vector)]
             b = pa.record_batch(columns, schema=schema)
             writer.write_batch(b, row_group_size=row_group) if fmt == "parquet" else writer.write_batch(b)
@@ -156,10 +160,10 @@ def vectors_floor(shard: int, src: str, vec: str = "f16", batch_rows: int = conv
     """pyarrow writing only the two vector columns, typed as convert_shard types them, to /dev/null:
     the fastest pyarrow alone writes float16 fixed-size lists here, before metadata and the disk.
     vec='f32' writes them widened to float32, to tell pyarrow's float16 path from the list levels."""
-    img_name, text_name, _ = conv.shard_files(shard)
-    with conv.NpyRows(shard, src, img_name) as img, conv.NpyRows(shard, src, text_name) as text:
+    img_name, text_name, _ = LAION400M.files(shard)
+    with conv.NpyRows(shard, src, img_name, DIM) as img, conv.NpyRows(shard, src, text_name, DIM) as text:
         dtype = np.dtype(np.float32) if vec == "f32" else img.dtype
-        vector = pa.list_(pa.field("item", pa.from_numpy_dtype(dtype), nullable=False), conv.DIM)
+        vector = pa.list_(pa.field("item", pa.from_numpy_dtype(dtype), nullable=False), DIM)
         schema = pa.schema([pa.field("image_embedding", vector, nullable=False),
                             pa.field("text_embedding", vector, nullable=False)])
         with pq.ParquetWriter("/dev/null", schema, compression="none", use_dictionary=False,

@@ -1,41 +1,43 @@
-"""laion_ingest: LAION-400M embeddings into ClickHouse, one mapped task per shard, then the
-HNSW vector indexes. The work lives in plugins/laion_ingest; this file only wires it to Airflow.
-See README.md for the three usual jobs (load everything, backfill a range, reload a shard)."""
+"""laion_ingest: the LAION family's embeddings into ClickHouse, one mapped task per shard of the chosen
+dataset, then the HNSW vector indexes. The work lives in plugins/laion_ingest; this file only wires it
+to Airflow. See README.md for the three usual jobs (load everything, backfill a range, reload a shard)."""
 from __future__ import annotations
 
 import logging
 import re
 from datetime import UTC, datetime
 
-from airflow.sdk import Asset, Param, PokeReturnValue, dag, get_current_context, task
+from airflow.sdk import Asset, AssetAlias, Param, PokeReturnValue, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException
 
 from laion_ingest import dag_settings as cfg
-from laion_ingest import pipeline, settings, work_space
+from laion_ingest import datasets, pipeline, settings, work_space
 from laion_ingest.clickhouse import ClickHouse
+from laion_ingest.errors import SettingError
 from laion_ingest.evaluate import evaluate
-from laion_ingest.index import (
-    IndexParams,
-    add_indexes,
-    build_progress,
-    materialize_indexes,
-    submit_builds,
-)
+from laion_ingest.index import IndexParams, add_indexes, build_progress, materialize_indexes, submit_builds
 from laion_ingest.ledger import Attempt
-from laion_ingest.load import create_tables
 from laion_ingest.summary import summarize
-from laion_ingest.trigger_check import shard_range_problem
+from laion_ingest.trigger_check import RunRange, run_range
 from laion_ingest.work_space import NoTurnYet
 
-SOURCE_URL = r"^https?://[^/@\s]+(/\S*)?$"  # http(s), no user:password@ (see settings.source_url_value)
-LAION_TABLE = Asset(name="laion", uri="clickhouse://laion_ingest/default/laion")
+# Empty (the dataset's own source), or http(s)/s3 without user:password@ (settings.source_url_value)
+SOURCE_URL = r"^((https?|s3)://[^/@\s]+(/\S*)?)?$"
+# The run publishes its dataset's table as an Asset, clickhouse://laion_ingest/<database>/<table>.
+TABLES = AssetAlias("laion_ingest tables")
 INDEX = IndexParams()
+DEFAULT_DATASET = settings.dataset()
+settings.source_url(DEFAULT_DATASET)  # a bad LAION_SOURCE_URL is this file's import error, naming it
 log = logging.getLogger(__name__)
+
+
+def _run() -> RunRange:
+    return run_range(get_current_context()["params"])
 
 
 def _attempt(shard: int) -> Attempt:
     ctx = get_current_context()
-    return Attempt(shard, try_number=ctx["ti"].try_number, run_id=ctx["run_id"])
+    return Attempt(shard, _run().dataset, try_number=ctx["ti"].try_number, run_id=ctx["run_id"])
 
 
 @dag(
@@ -46,15 +48,21 @@ def _attempt(shard: int) -> Attempt:
     tags=["laion", "clickhouse"],
     default_args=cfg.default_args(),
     params={
-        "first_shard": Param(0, type="integer", minimum=0, maximum=settings.SHARD_COUNT - 1,
-                             title="First shard", description="First shard to load (0..409)."),
-        "last_shard": Param(settings.SHARD_COUNT - 1, type="integer", minimum=0, maximum=settings.SHARD_COUNT - 1,
-                            title="Last shard", description="Last shard to load, included (0..409)."),
-        "source_url": Param(settings.source_url(), type="string", title="Source URL", pattern=SOURCE_URL,
+        "dataset": Param(DEFAULT_DATASET, enum=list(datasets.DATASETS), title="Dataset",
+                         description="Which of the LAION family to load (docs/datasets.md); LAION_DATASET sets"
+                                     " the default."),
+        "first_shard": Param(0, type="integer", minimum=0, maximum=65535, title="First shard",
+                             description="First shard to load, in the dataset's numbering (laion400m 0..409,"
+                                         " laion2b-en 0..2313, laion5b-100m 0..99: see docs/datasets.md)."),
+        "last_shard": Param(None, type=["null", "integer"], minimum=0, maximum=65535, title="Last shard",
+                            description="Last shard to load, included; empty: the dataset's last."),
+        "source_url": Param("", type="string", title="Source URL", pattern=SOURCE_URL,
                             maxLength=settings.MAX_URL_LENGTH,
-                            description="Base URL with img_emb/, text_emb/ and metadata/ (a LAION mirror),"
-                                        " http(s) and without credentials: an authenticated mirror's login"
-                                        " and password go in the Airflow connection LAION_SOURCE_CONN_ID."),
+                            description="The folder holding the dataset's files as published; empty: the"
+                                        " dataset's own (LAION_SOURCE_URL for LAION_DATASET's, else its public"
+                                        " location). http(s) without credentials (an authenticated mirror's"
+                                        " login and password go in the Airflow connection LAION_SOURCE_CONN_ID),"
+                                        " or s3://bucket/prefix with the S3 connection."),
         "force": Param(False, type="boolean", title="Reload loaded shards",
                        description="Load shards again even if the ledger shows them loaded (replaces them)."),
         "build_indexes": Param(True, type="boolean", title="Build vector indexes",
@@ -69,7 +77,7 @@ def _attempt(shard: int) -> Attempt:
         "evaluate": Param(True, type="boolean", title="Measure search quality",
                           description="After the index build: recall@10 and latency of the index on 20 sampled"
                                       " queries per kind on two shards, for several search settings"
-                                      " (laion_search_quality)."),
+                                      " (<table>_search_quality)."),
         "target_recall": Param(0.95, type="number", minimum=0, maximum=1, title="Target recall",
                                description="Search uses the smallest hnsw_candidate_list_size_for_search"
                                            " that reaches it."),
@@ -77,18 +85,17 @@ def _attempt(shard: int) -> Attempt:
 )
 def laion_ingest():
     @task
-    def create_laion_tables() -> None:
-        with ClickHouse() as ch:
-            create_tables(ch)
-
-    @task
     def plan_shards() -> list[int]:
-        p = get_current_context()["params"]
-        problem = shard_range_problem(p)  # the API server refuses these; `airflow dags test` does not
-        if problem:
-            raise AirflowFailException(problem)
-        settings.source_url_value("source_url", p["source_url"])
-        return pipeline.plan(p["first_shard"], p["last_shard"], p["force"])
+        """The range's shards not loaded yet. The API server refuses a range outside the dataset;
+        `airflow dags test` does not, so it is checked again here. A range of more shards than
+        Airflow's [core] max_map_length can map is refused before anything starts."""
+        try:
+            run = _run()
+        except SettingError as exc:
+            raise AirflowFailException(str(exc)) from None
+        planned = pipeline.plan(run.dataset, run.first, run.last, get_current_context()["params"]["force"])
+        _check_map_length(len(planned))
+        return planned
 
     @task(map_index_template="shard {{ shard }}", max_active_tis_per_dag=settings.shards_in_flight(),
           on_failure_callback=_discard_shard_files)
@@ -100,7 +107,7 @@ def laion_ingest():
         fails for good has its files deleted. The ledger and the log name the stage that failed."""
         params = get_current_context()["params"]
         try:
-            return pipeline.ingest(_attempt(shard), params["source_url"], params["force"], settings.shards_in_flight())
+            return pipeline.ingest(_attempt(shard), _run().source_url, params["force"], settings.shards_in_flight())
         except NoTurnYet as wait:
             log.info("%s", wait)
             raise AirflowRescheduleException(datetime.now(UTC) + cfg.in_flight_poll()) from None
@@ -110,7 +117,7 @@ def laion_ingest():
         p = get_current_context()["params"]
         if not p["build_indexes"]:
             return []
-        with ClickHouse() as ch:
+        with ClickHouse(_run().dataset) as ch:
             return add_indexes(ch, _index_params(p))
 
     @task(execution_timeout=cfg.index_timeout())
@@ -119,7 +126,7 @@ def laion_ingest():
         chdb runs them inside the process that holds its data directory, so this task waits."""
         if not get_current_context()["params"]["build_indexes"]:
             return []
-        with ClickHouse() as ch:
+        with ClickHouse(_run().dataset) as ch:
             if ch.is_server:
                 return submit_builds(ch, every_shard=bool(added))
             return materialize_indexes(ch, every_shard=bool(added))
@@ -127,7 +134,7 @@ def laion_ingest():
     @task.sensor(poke_interval=settings.index_poll_seconds(), timeout=cfg.index_timeout(), mode="reschedule")
     def wait_for_vector_indexes(shards: list[int]) -> PokeReturnValue:
         """Poll the builds' mutations between pokes without holding a worker slot."""
-        with ClickHouse() as ch:
+        with ClickHouse(_run().dataset) as ch:
             return PokeReturnValue(is_done=not shards or build_progress(ch, shards), xcom_value=shards)
 
     @task
@@ -138,23 +145,25 @@ def laion_ingest():
         if not ctx["params"]["evaluate"] or not ctx["params"]["build_indexes"]:
             return None
         plot = settings.work_dir() / f"search_quality_{re.sub(r'[^A-Za-z0-9_.-]', '_', ctx['run_id'])}.png"
-        with ClickHouse() as ch:
+        with ClickHouse(_run().dataset) as ch:
             result = evaluate(ch, queries=20, target_recall=ctx["params"]["target_recall"], plot=plot)
         return {"chosen_ef": result["chosen_ef"], "chosen_rescore": result["chosen_rescore"], "plot": result["plot"]}
 
-    @task(trigger_rule="all_done", outlets=[LAION_TABLE])
+    @task(trigger_rule="all_done", outlets=[TABLES])
     def summary(planned: list[int] | None, indexed: list[int] | None) -> dict:
         """The run's last task and so its outcome: it fails the run when a shard failed or the index
         stage did not finish (its XCom is then missing), and only when it succeeds is the table's
-        update published as the `laion` Asset: every shard of the range loaded, and indexed."""
+        update published as its Asset: every shard of the range loaded, and indexed."""
         if planned is None:
             raise AirflowFailException("plan_shards produced no shard list; see its log")
-        ctx = get_current_context()
-        return summarize(ctx["run_id"], ctx["params"]["first_shard"], ctx["params"]["last_shard"], planned,
-                         indexes_built=indexed is not None)
+        ctx, run = get_current_context(), _run()
+        result = summarize(ctx["run_id"], run.dataset, run.first, run.last, planned, indexes_built=indexed is not None)
+        with ClickHouse(run.dataset) as ch:
+            uri = f"clickhouse://laion_ingest/{ch.database}/{run.dataset.table}"
+        ctx["outlet_events"][TABLES].add(Asset(name=run.dataset.table, uri=uri))
+        return result
 
     planned = plan_shards()
-    create_laion_tables() >> planned
     loaded = ingest_shard.expand(shard=planned)
     added = add_vector_indexes()
     loaded >> added
@@ -162,8 +171,21 @@ def laion_ingest():
     evaluate_search(indexed) >> summary(planned, indexed)
 
 
+def _check_map_length(shards: int) -> None:
+    """Airflow maps at most [core] max_map_length tasks (1024 by default; laion2b-en has 2,314 shards):
+    refuse a longer plan now, saying what to do, rather than fail when the map is pushed."""
+    from airflow.configuration import conf
+
+    most = conf.getint("core", "max_map_length", fallback=1024)
+    if shards > most:
+        raise AirflowFailException(
+            f"{shards} shards to load is more than Airflow's [core] max_map_length of {most}: raise it where"
+            f" Airflow's components read their configuration (AIRFLOW__CORE__MAX_MAP_LENGTH={shards} or more;"
+            " docker-compose.yaml sets 4096), or trigger ranges of at most that many shards")
+
+
 def _discard_shard_files(context) -> None:
-    work_space.discard(context["task"].op_kwargs["shard"])
+    work_space.discard(run_range(context["params"]).dataset, context["task"].op_kwargs["shard"])
 
 
 def _index_params(p) -> IndexParams:

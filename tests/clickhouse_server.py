@@ -37,6 +37,7 @@ ANALYST = "analyst"  # searches with SELECT alone (docs/server.md)
 GRANTS = ["GRANT SELECT, INSERT, CREATE TABLE, DROP TABLE, OPTIMIZE, ALTER ADD INDEX, ALTER MATERIALIZE INDEX,"
           " ALTER DELETE ON *.*",
           "GRANT TABLE ENGINE ON MergeTree", "GRANT READ ON S3",
+          "GRANT READ ON URL",  # docs/server.md: laion5b-100m is read where it is published, with url()
           "GRANT NAMED COLLECTION ON laion_s3"]  # docs/security.md: only with LAION_S3_NAMED_COLLECTION
 CLUSTER_GRANTS = GRANTS + ["GRANT TABLE ENGINE ON Distributed", "GRANT REMOTE ON *.*"]  # docs/server.md, on a cluster
 MARKER = "laion_test_server_keepalive"

@@ -63,11 +63,18 @@ def tiny_clip(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def clickhouse_server(tmp_path_factory, tiny_clip):
-    """The test server, with encode_text()/encode_image() installed as a server's admin would."""
+def tiny_clip_l14(tmp_path_factory) -> Path:
+    """The tiny CLIP of ViT-L/14's shape (768-d), for the LAION-5B mirrors."""
+    return write_model(tmp_path_factory.mktemp("tiny_clip_l14"), dim=768)
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server(tmp_path_factory, tiny_clip, tiny_clip_l14):
+    """The test server, with encode_text()/encode_image() (and *_l14) installed as a server's admin would."""
     base = tmp_path_factory.mktemp("clickhouse_server")
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setenv("LAION_CLIP_MODEL_DIR", str(tiny_clip))
+        monkeypatch.setenv("LAION_CLIP_L14_MODEL_DIR", str(tiny_clip_l14))
         udf = install_clip_udf(base / "user_scripts")
     with ClickHouseServer(base, udf_config(udf) + s3_collection_config()) as server:
         yield server
@@ -203,6 +210,7 @@ def airflow_home(tmp_path_factory) -> dict[str, str]:
     home = tmp_path_factory.mktemp("airflow_home")
     env = {**os.environ,
            "AIRFLOW_HOME": str(home),
+           "AIRFLOW__CORE__MAX_MAP_LENGTH": "4096",  # as docker-compose.yaml sets it: laion2b-en has 2,314 shards
            "AIRFLOW__CORE__DAGS_FOLDER": "dags",
            "AIRFLOW__CORE__PLUGINS_FOLDER": "plugins",
            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",

@@ -28,6 +28,7 @@ class Standalone:
                     "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
                     "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
                     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                    "AIRFLOW__CORE__MAX_MAP_LENGTH": "4096",  # as docker-compose.yaml: laion2b-en has 2,314 shards
                     "AIRFLOW__API__PORT": str(port),
                     "AIRFLOW__API__HOST": "127.0.0.1",
                     "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",

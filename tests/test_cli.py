@@ -74,18 +74,22 @@ def test_a_second_process_waits_for_the_chdb_directory(chdb_env):
     assert f"waiting for the chdb data directory {chdb_env['LAION_CHDB_PATH']}, held by pid {os.getpid()}" in err
 
 
-@pytest.mark.parametrize("args, problem", [
-    (["fetch", "65536"], "argument shard: 65,536 is out of range (0..409)"),
-    (["load", "-1"], "argument shard: -1 is out of range (0..409)"),
-    (["convert", "2.0"], "argument shard: '2.0' is not a whole number"),
-    (["search", "-k", str(2**40)], f"argument -k: {2**40:,} is out of range (1..10,000)"),
-    (["index", "--m", "0"], "argument --m: 0 is out of range (2..512)"),
-    (["plan", "--shards", "5-3"], "argument --shards: '5-3': 5 is after 3"),
-    (["plan", "--shards", "0-410"], "argument --shards: 410 is out of range (0..409)"),
+@pytest.mark.parametrize("args, status, problem", [
+    (["fetch", "65536"], 2, "argument shard: 65,536 is out of range (0..65,535)"),
+    (["load", "-1"], 2, "argument shard: -1 is out of range (0..65,535)"),
+    (["convert", "2.0"], 2, "argument shard: '2.0' is not a whole number"),
+    (["search", "-k", str(2**40)], 2, f"argument -k: {2**40:,} is out of range (1..10,000)"),
+    (["index", "--m", "0"], 2, "argument --m: 0 is out of range (2..512)"),
+    (["plan", "--shards", "5-3"], 2, "argument --shards: '5-3': 5 is after 3"),
+    # The range a dataset has is its own: 410 is past laion400m's last shard, not laion2b-en's.
+    (["fetch", "410"], 1, "shards 410..410 are outside laion400m, whose shards are 0..409"),
+    (["plan", "--shards", "0-410"], 1, "shards 0..410 are outside laion400m, whose shards are 0..409"),
+    (["plan", "--dataset", "laion2b-en", "--shards", "2300-2314"], 1, "laion2b-en, whose shards are 0..2313"),
+    (["status", "--dataset", "laion3b"], 2, "argument --dataset: invalid choice: 'laion3b'"),
 ])
-def test_out_of_range_numbers_are_refused_naming_the_value(args, problem):
+def test_out_of_range_numbers_are_refused_naming_the_value(args, status, problem):
     result = cli(*args, check=False)
-    assert result.returncode == 2 and problem in result.stderr
+    assert result.returncode == status and problem in result.stderr, result.stderr[-300:]
 
 
 def test_a_symlinked_chdb_path_takes_the_same_lock(chdb_env, tmp_path):

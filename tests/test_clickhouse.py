@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from laion_ingest import pipeline, staging
+from laion_ingest import datasets, pipeline, staging
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.errors import PermanentError
 from laion_ingest.ledger import Attempt, shard_status
 from laion_ingest.load import create_tables
 from laion_ingest.search import search
+
+LAION400M = datasets.get("laion400m")
 
 NASTY = ["plain", "quotes ' \" `", "back\\slash", "ends in backslash\\", "\\N", "tab\there",
          "new\nline", "cr\r\nlf", "numpy said b'\\x93NUMPY'", "ünïcödé 猫 🐈", "", "{braces:String}", "%s %(x)s"]
@@ -51,9 +53,9 @@ def test_a_server_without_s3_staging_is_refused_before_any_download(engine_env, 
         pytest.skip("the embedded engine reads the worker's files itself")
     monkeypatch.delenv("LAION_STAGING_URL")
     with pytest.raises(PermanentError, match="set LAION_STAGING_URL=s3://bucket/prefix"):
-        pipeline.plan(0, 3)
+        pipeline.plan(LAION400M, 0, 3)
     with ClickHouse() as ch, pytest.raises(PermanentError, match="LAION_STAGING_URL"):
-        staging.stage(pipeline.shard_dir(0) / "laion_0.parquet", ch.is_server)
+        staging.stage(pipeline.shard_dir(LAION400M, 0) / "laion_0.parquet", ch.is_server)
 
 
 def test_search_survives_a_caption_that_is_not_utf8(ch):

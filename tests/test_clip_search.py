@@ -19,7 +19,7 @@ from conftest import ENGINES, engine_variables, use_engine
 from ports import free_port
 from test_cli import cli
 
-from laion_ingest import clip, pipeline
+from laion_ingest import clip, datasets, pipeline
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.clip_udf import install
 from laion_ingest.index import IndexParams, build_indexes
@@ -102,7 +102,7 @@ def test_a_query_that_is_not_an_image_is_refused_naming_it(loaded, tmp_path):
 
 
 def test_a_large_k_still_uses_the_index(loaded):
-    target = clip.TextEncoder(clip.model_dir("text"))(["a red car"])[0]
+    target = clip.TextEncoder(clip.model_dir(datasets.VIT_B_32, "text"))(["a red car"])[0]
     with ClickHouse() as ch:
         assert "vector_similarity" in explain(ch, target, k=1500)  # above the default limit of 1000
         hits = search(ch, target, k=1500)
@@ -140,7 +140,7 @@ def test_encode_text_in_sql_finds_what_the_search_finds_through_the_index(loaded
         assert "vector_similarity" in plan, plan
         in_sql = [r[0] for r in ch.query(SQL_TEXT_QUERY)]
         [(vector,)] = ch.query("SELECT encode_text('a photo of a dog')")
-        encoded = clip.TextEncoder(clip.model_dir("text"))(["a photo of a dog"])[0]
+        encoded = clip.TextEncoder(clip.model_dir(datasets.VIT_B_32, "text"))(["a photo of a dog"])[0]
         assert np.allclose(vector, encoded, atol=1e-6)
         assert in_sql == [h.id for h in search(ch, encoded, k=10, ef=256)]
 
@@ -152,7 +152,8 @@ def test_encode_image_in_sql_takes_the_images_bytes(loaded):
         [(url,)] = ch.query("SELECT url FROM laion WHERE shard = 0 AND row = 7")
         picture = clip.read_image(url)
         [(vector,)] = ch.query("SELECT encode_image(unhex({hex:String})) AS v", hex=picture.hex())
-        assert np.allclose(vector, clip.ImageEncoder(clip.model_dir("vision"))([picture])[0], atol=1e-6)
+        encoder = clip.ImageEncoder(clip.model_dir(datasets.VIT_B_32, "vision"))
+        assert np.allclose(vector, encoder([picture])[0], atol=1e-6)
         with pytest.raises(Exception, match="encode_image: it takes an image's bytes, not a path or a URL"):
             ch.query("SELECT encode_image('/no/such/picture.jpg')")
         # The pool's process died with that query; the next query gets a new one.

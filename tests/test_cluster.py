@@ -31,7 +31,7 @@ from test_cli import cli
 from test_dag import INDEX, last_run, run_dag
 from test_dag import source_rows as shard_rows
 
-from laion_ingest import pipeline
+from laion_ingest import datasets, pipeline
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.errors import PermanentError
 from laion_ingest.index import IndexParams, build_indexes
@@ -39,6 +39,8 @@ from laion_ingest.ledger import Attempt
 from laion_ingest.load import create_tables
 from laion_ingest.sample.server import MirrorServer
 from laion_ingest.search import explain, row_vector, search
+
+LAION400M = datasets.get("laion400m")
 
 pytestmark = pytest.mark.slow  # airflow standalone, a browser or a cluster: make test-fast leaves it out
 
@@ -242,7 +244,7 @@ def test_after_a_node_is_added_rebalance_moves_the_shards_the_rule_now_gives_it(
             ClickHouseServer(tmp_path / "node2", both, http[1], tcp[1], CLUSTER_GRANTS) as node2:
         node2.sql("CREATE DATABASE grown")
         run = {"nodes": [node1, node2], "database": "grown", "src": mirror_dir}
-        assert pipeline.plan(0, 3) == []  # loads keep shards where they are
+        assert pipeline.plan(LAION400M, 0, 3) == []  # loads keep shards where they are
         moved = cli("rebalance")
         assert "2 of 4 shard(s) to move" in moved.stderr, moved.stderr[-3000:]
         assert [p[0] for p in parts(run, 0)] == ["0", "2"] and [p[0] for p in parts(run, 1)] == ["1", "3"]
@@ -259,7 +261,7 @@ def test_after_a_node_is_added_rebalance_moves_the_shards_the_rule_now_gives_it(
         assert "1 of 4 shard(s) to move" in cli("rebalance").stderr
         assert [p[0] for p in parts(run, 0)] == ["0", "2"] and [p[0] for p in parts(run, 1)] == ["1", "3"]
         copy_back(1)  # the plan sees it in two parts, and its reload leaves it on its rule's node only
-        assert pipeline.plan(0, 3) == [1]
+        assert pipeline.plan(LAION400M, 0, 3) == [1]
         with MirrorServer(mirror_dir) as mirror:
             pipeline.ingest(Attempt(1), mirror.url)
         assert [p[0] for p in parts(run, 0)] == ["0", "2"] and [p[0] for p in parts(run, 1)] == ["1", "3"]

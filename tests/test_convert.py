@@ -11,10 +11,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from laion_ingest import fetch
-from laion_ingest.convert import ID_BASE, METADATA, convert_shard
+from laion_ingest import datasets
+from laion_ingest.convert import ID_BASE, convert_shard
 from laion_ingest.errors import ShardFileError
 from laion_ingest.sample.mirror import generate_shard
+
+LAION400M = datasets.get("laion400m")
 
 
 @pytest.fixture
@@ -29,11 +31,11 @@ def shard_files(mirror_dir, tmp_path):
 
 def expected_table(src, shard: int) -> pa.Table:
     """What convert must stage, built with pyarrow alone from the source files."""
-    img, text, metadata = fetch.shard_files(shard)
-    meta = pq.read_table(src / metadata, columns=METADATA.names).cast(METADATA)
+    img, text, metadata = LAION400M.files(shard)
+    meta = pq.read_table(src / metadata, columns=LAION400M.metadata.names).cast(LAION400M.metadata)
     rows = np.arange(meta.num_rows, dtype=np.uint32)
     vector = pa.list_(pa.field("element", pa.float16(), nullable=False), 512)
-    schema = pa.schema([("id", pa.uint64()), ("shard", pa.uint16()), ("row", pa.uint32()), *METADATA,
+    schema = pa.schema([("id", pa.uint64()), ("shard", pa.uint16()), ("row", pa.uint32()), *LAION400M.metadata,
                         pa.field("image_embedding", vector, nullable=False),
                         pa.field("text_embedding", vector, nullable=False)])
     embeddings = [pa.FixedSizeListArray.from_arrays(pa.array(np.load(src / name).reshape(-1)), type=vector)
@@ -45,7 +47,7 @@ def expected_table(src, shard: int) -> pa.Table:
 
 def test_output_is_the_table_columns_with_exact_values(shard_files, tmp_path):
     out = tmp_path / "out.parquet"
-    rows = convert_shard(1, shard_files, out, batch_rows=1000)
+    rows = convert_shard(LAION400M, 1, shard_files, out, batch_rows=1000)
     staged = pq.ParquetFile(out)
     assert rows == staged.metadata.num_rows == pq.ParquetFile(
         shard_files / "metadata/metadata_1.parquet").metadata.num_rows
@@ -64,7 +66,7 @@ def test_other_float_npy_are_staged_exactly(shard_files, tmp_path, dtype):
     for name in ("img_emb/img_emb_1.npy", "text_emb/text_emb_1.npy"):
         rewrite_npy(shard_files / name, np.load(shard_files / name).astype(dtype))
     out = tmp_path / "out.parquet"
-    convert_shard(1, shard_files, out, batch_rows=700)  # pages of 512 float32 rows: full and partial
+    convert_shard(LAION400M, 1, shard_files, out, batch_rows=700)  # pages of 512 float32 rows: full and partial
     stored = pq.read_table(out)
     source = np.load(shard_files / "img_emb/img_emb_1.npy")
     assert stored.schema.field("image_embedding").type.value_type == pa.from_numpy_dtype(source.dtype)
@@ -85,7 +87,7 @@ def rewrite_npy(path, array):
 def test_mismatched_npy_is_refused(shard_files, tmp_path, name, make, problem):
     rewrite_npy(shard_files / name, make(np.load(shard_files / name)))
     with pytest.raises(ShardFileError, match=f"shard 1: {name}: .*{problem}"):
-        convert_shard(1, shard_files, tmp_path / "out.parquet")
+        convert_shard(LAION400M, 1, shard_files, tmp_path / "out.parquet")
     assert not (tmp_path / "out.parquet").exists()
 
 
@@ -94,21 +96,21 @@ def test_truncated_npy_is_refused(shard_files, tmp_path):
     path.write_bytes(path.read_bytes()[:-5000])
     with pytest.raises(ShardFileError,
                        match=r"shard 1: text_emb/text_emb_1.npy: ends in row \d+ of the \d+ its header"):
-        convert_shard(1, shard_files, tmp_path / "out.parquet")
+        convert_shard(LAION400M, 1, shard_files, tmp_path / "out.parquet")
     assert not (tmp_path / "out.parquet").exists()
 
 
 def test_corrupt_npy_is_refused(shard_files, tmp_path):
     (shard_files / "img_emb/img_emb_1.npy").write_bytes(b"<html>502 Bad Gateway</html>")
     with pytest.raises(ShardFileError, match="shard 1: img_emb/img_emb_1.npy: not a valid .npy file"):
-        convert_shard(1, shard_files, tmp_path / "out.parquet")
+        convert_shard(LAION400M, 1, shard_files, tmp_path / "out.parquet")
 
 
 def test_metadata_missing_a_column_is_refused(shard_files, tmp_path):
     path = shard_files / "metadata/metadata_1.parquet"
     pq.write_table(pq.read_table(path).drop_columns(["url"]), path)
     with pytest.raises(ShardFileError, match=r"shard 1: metadata/metadata_1.parquet: missing columns \['url'\]"):
-        convert_shard(1, shard_files, tmp_path / "out.parquet")
+        convert_shard(LAION400M, 1, shard_files, tmp_path / "out.parquet")
 
 
 def test_a_value_that_would_change_type_is_refused(shard_files, tmp_path):
@@ -118,7 +120,7 @@ def test_a_value_that_would_change_type_is_refused(shard_files, tmp_path):
     width[7] = -1
     pq.write_table(table.set_column(table.schema.get_field_index("width"), "width", pa.array(width)), path)
     with pytest.raises(ShardFileError, match="shard 1: metadata/metadata_1.parquet: column width"):
-        convert_shard(1, shard_files, tmp_path / "out.parquet")
+        convert_shard(LAION400M, 1, shard_files, tmp_path / "out.parquet")
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
@@ -133,7 +135,7 @@ def test_a_non_finite_vector_is_refused_naming_its_row(shard_files, tmp_path, va
     img = shard_files / "img_emb/img_emb_1.npy"
     rewrite_npy(img, np.load(img).astype(dtype))
     with pytest.raises(ShardFileError, match="shard 1: text_emb/text_emb_1.npy: row 1234 holds NaN or infinite"):
-        convert_shard(1, shard_files, tmp_path / "out.parquet", batch_rows=1000)
+        convert_shard(LAION400M, 1, shard_files, tmp_path / "out.parquet", batch_rows=1000)
     assert not (tmp_path / "out.parquet").exists()
 
 
@@ -149,8 +151,9 @@ def test_megabyte_captions_convert_in_bounded_memory(tmp_path):
                    write_batch_size=8)
     # VmHWM, the process's own peak: ru_maxrss would also count the peak of this test's process
     # (Linux carries it across the exec).
-    code = ("import re, sys; from pathlib import Path; from laion_ingest.convert import convert_shard;"
-            "convert_shard(0, Path(sys.argv[1]), Path(sys.argv[1]) / 'out.parquet');"
+    code = ("import re, sys; from pathlib import Path; from laion_ingest import datasets;"
+            " from laion_ingest.convert import convert_shard;"
+            "convert_shard(datasets.get('laion400m'), 0, Path(sys.argv[1]), Path(sys.argv[1]) / 'out.parquet');"
             "print(int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1]) // 1024)")
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True,
                           env=dict(os.environ))
@@ -165,7 +168,9 @@ def test_a_full_disk_names_the_file_and_leaves_no_part(shard_files):
     code = ("import resource, signal, sys; from pathlib import Path; from laion_ingest.convert import convert_shard\n"
             "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
             "resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))\n"
-            "try:\n    convert_shard(1, Path(sys.argv[1]), Path(sys.argv[1]) / 'out.parquet', batch_rows=256)\n"
+            "from laion_ingest import datasets\n"
+            "try:\n    convert_shard(datasets.get('laion400m'), 1, Path(sys.argv[1]),"
+            " Path(sys.argv[1]) / 'out.parquet', batch_rows=256)\n"
             "except OSError as exc:\n    print(type(exc).__name__, exc.errno, exc)")
     done = subprocess.run([sys.executable, "-c", code, str(shard_files)], capture_output=True, text=True, check=True,
                           env=dict(os.environ))

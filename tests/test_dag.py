@@ -41,7 +41,7 @@ def last_run(env: dict) -> dict:
         [(summary_tries,)] = db.execute("SELECT try_number FROM task_instance WHERE run_id = ?"
                                         " AND task_id = 'summary'", (run_id,)).fetchall()
         [(events,)] = db.execute("SELECT count() FROM asset_event WHERE source_run_id = ?", (run_id,)).fetchall()
-    return {"state": state, "tasks": tasks, "summary_tries": summary_tries, "asset_events": events}
+    return {"run_id": run_id, "state": state, "tasks": tasks, "summary_tries": summary_tries, "asset_events": events}
 
 
 def source_rows(mirror: Path, shard: int) -> int:
@@ -180,3 +180,16 @@ def test_an_index_build_that_fails_fails_the_run_naming_the_shard(loaded):
     assert run["state"] == "failed" and (run["summary_tries"], run["asset_events"]) == (1, 0)
     with connect(loaded) as ch:
         ch.query("ALTER TABLE laion DROP PARTITION 9")
+
+
+def test_a_range_over_airflows_map_limit_is_refused_before_anything_loads(loaded):
+    """laion2b-en's 2,314 shards are over Airflow's default max_map_length of 1024: a deployment
+    that did not raise it is told which setting to raise, by the run's first task."""
+    env = {**loaded["env"], "AIRFLOW__CORE__MAX_MAP_LENGTH": "2"}
+    refused = run_dag(env, {**loaded["conf"], "force": True})
+    log = refused.stdout + refused.stderr
+    assert "4 shards to load is more than Airflow's [core] max_map_length of 2" in log
+    run = last_run(env)
+    assert run["state"] == "failed" and run["tasks"]["plan_shards"] == "failed"
+    with connect(loaded) as ch:
+        assert ch.query("SELECT count() FROM laion_ledger WHERE run_id = {r:String}", r=run["run_id"])[0][0] == 0

@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from laion_ingest import datasets, pipeline, status
 from laion_ingest import index as index_module
-from laion_ingest import load as load_module
-from laion_ingest import pipeline, status
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.convert import convert_shard, staged_name
 from laion_ingest.engines import QueryError
@@ -22,6 +21,8 @@ from laion_ingest.index import IndexParams, build_indexes
 from laion_ingest.ledger import Attempt, differing_shards, shard_status
 from laion_ingest.load import create_tables, load_shard
 from laion_ingest.sample.mirror import generate_shard
+
+LAION400M = datasets.get("laion400m")
 
 SMALL = IndexParams(m=8, ef_construction=32)
 
@@ -51,7 +52,7 @@ def test_reload_replaces_the_shard_without_duplicates(mirror, engine_env):
                         " AND name LIKE 'laion_stage_%'")[0][0] == 0
         # staged parts deleted, not parked
         assert ch.query("SELECT count() FROM system.dropped_tables WHERE database = currentDatabase()")[0][0] == 0
-    assert not pipeline.shard_dir(0).exists()  # downloads and Parquet removed after the load
+    assert not pipeline.shard_dir(LAION400M, 0).exists()  # downloads and Parquet removed after the load
 
 
 def test_a_failed_reload_keeps_the_loaded_shard(mirror, engine_env):
@@ -59,7 +60,7 @@ def test_a_failed_reload_keeps_the_loaded_shard(mirror, engine_env):
     attempt = Attempt(1, try_number=2)
     pipeline.fetch(attempt, mirror.url)
     pipeline.convert(attempt)
-    staged = pipeline.shard_dir(1) / staged_name(1)
+    staged = pipeline.shard_dir(LAION400M, 1) / staged_name(LAION400M, 1)
     staged.write_bytes(staged.read_bytes()[: staged.stat().st_size // 2])  # torn file: ClickHouse's read fails
     with pytest.raises(QueryError):
         pipeline.load(attempt, rows)  # the row count as convert reported it: the file is ClickHouse's to read
@@ -76,7 +77,7 @@ def test_a_shard_larger_than_an_insert_block_is_published_as_one_part(ch, tmp_pa
     # 20,000+ rows are 80 MB of Float32 vectors: the insert writes three 32 MB blocks, and the staging
     # table never merges in the background, so only the load's OPTIMIZE can make them one part.
     rows = generate_shard(tmp_path / "src", 5, 20_000)
-    convert_shard(5, tmp_path / "src", tmp_path / "laion_5.parquet")
+    convert_shard(LAION400M, 5, tmp_path / "src", tmp_path / "laion_5.parquet")
     create_tables(ch)
     assert load_shard(ch, 5, tmp_path / "laion_5.parquet", rows) == rows
     assert ch.query("SELECT count(), sum(rows) FROM system.parts WHERE database = currentDatabase()"
@@ -175,13 +176,13 @@ def test_a_shard_published_twice_is_seen_and_loaded_again(mirror, engine_env):
     with ClickHouse() as ch:
         assert differing_shards(ch, shard_status(ch)) == {
             0: f"the table holds {2 * rows} rows in 2 part(s), the ledger loaded {rows}"}
-    assert "differs from its source: shard 0" in status.report()
-    assert pipeline.plan(0, 0) == [0]
+    assert "differs from its source: shard 0" in status.report(LAION400M)
+    assert pipeline.plan(LAION400M, 0, 0) == [0]
     load(mirror, 0, try_number=2)
     assert count(0) == (rows, rows)
     with ClickHouse() as ch:
         assert differing_shards(ch, shard_status(ch)) == {}
-    assert pipeline.plan(0, 0) == []
+    assert pipeline.plan(LAION400M, 0, 0) == []
 
 
 def test_reloads_leave_one_copy_of_the_shard_on_disk(mirror, engine_env):
@@ -208,12 +209,13 @@ def test_a_load_the_disk_cannot_hold_is_refused_before_it_starts(mirror, engine_
     attempt = Attempt(1)
     pipeline.fetch(attempt, mirror.url)
     rows = pipeline.convert(attempt)
-    monkeypatch.setattr(load_module, "TABLE_BYTES_PER_ROW", 10**12)  # a disk far too small
+    # rows of a terabyte each: a disk far too small
+    monkeypatch.setattr(datasets.Dataset, "table_bytes_per_row", property(lambda dataset: 10**12))
     with pytest.raises(DiskSpaceError, match=rf"shard 1: loading {rows:,} rows needs about [\d,.]+ GB free on"
                                              r" ClickHouse's disk \(/.*\), which has [\d,.]+ GB"):
         pipeline.load(attempt)
     assert count() == (0, 0)
-    assert pipeline.shard_dir(1).exists()  # kept for the retry
+    assert pipeline.shard_dir(LAION400M, 1).exists()  # kept for the retry
 
 
 
@@ -266,5 +268,5 @@ def test_the_index_stage_warns_when_the_cache_cannot_hold_the_graphs(mirror, chd
         build_indexes(ch, SMALL)
         on_disk = ch.query("SELECT sum(data_compressed_bytes) FROM system.data_skipping_indices"
                            " WHERE database = currentDatabase() AND table = 'laion' AND name = 'image_index'")[0][0]
-    assert abs(on_disk - index_module.index_bytes(rows, SMALL)) < 0.1 * on_disk
+    assert abs(on_disk - index_module.index_bytes(rows, SMALL, 512)) < 0.1 * on_disk
     assert "vector_similarity_index_cache_size is 0.0 GB: raise it in the server's config to at least" in caplog.text

@@ -72,6 +72,10 @@ def test_bad_triggers_are_refused_naming_the_param(airflow):
     server = airflow["server"]
     r = server.trigger({"first_shard": 500, "last_shard": 500})
     assert r.status_code == 400 and "first_shard" in r.json()["detail"] and "409" in r.json()["detail"]
+    for dataset, first, last, detail in (("laion5b-100m", 90, 100, "laion5b-100m's shards are 0..99, not 90..100"),
+                                         ("laion2b-en", 2314, None, "laion2b-en's shards are 0..2313")):
+        r = server.trigger({"dataset": dataset, "first_shard": first, "last_shard": last})
+        assert r.status_code == 400 and detail in r.json()["detail"], r.text
     r = server.trigger({"first_shard": 2, "last_shard": 1})
     assert r.status_code == 400
     assert "first_shard (2) is after last_shard (1)" in r.json()["detail"]
@@ -136,7 +140,8 @@ def test_shards_flow_through_and_the_work_directory_holds_at_most_the_shards_in_
 
     def sample():
         while not done.wait(0.05):
-            on_disk.append(sum(1 for d in work.glob("shard_*") if any(f.is_file() for f in d.rglob("*"))))
+            held = [d for d in work.glob("laion400m/shard_*") if any(f.is_file() for f in d.rglob("*"))]
+            on_disk.append(len(held))
 
     sampler = threading.Thread(target=sample)
     sampler.start()

@@ -52,7 +52,7 @@ def test_another_scheme_is_refused_at_once_by_the_command_line(chdb_env):
     started = time.monotonic()
     result = cli("fetch", "0", "--source-url", "file:///etc/", check=False)
     assert time.monotonic() - started < 10 and result.returncode == 2
-    assert "--source-url must be an http:// or https:// URL, not 'file:///etc/'" in result.stderr
+    assert "--source-url must be an http://, https:// or s3:// URL, not 'file:///etc/'" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -148,7 +148,7 @@ def test_a_server_older_than_the_oldest_proven_release_is_refused():
 
 @pytest.mark.parametrize("variable, value, says", [
     ("LAION_SOURCE_URL", "http://laion:hunter2@mirror.example/", "LAION_SOURCE_URL http://***@mirror.example/ carries"),
-    ("LAION_SOURCE_URL", "file:///etc/", "LAION_SOURCE_URL must be an http:// or https:// URL"),
+    ("LAION_SOURCE_URL", "file:///etc/", "LAION_SOURCE_URL must be an http://, https:// or s3:// URL"),
     ("LAION_TASK_RETRIES", "abc", "LAION_TASK_RETRIES: 'abc' is not a whole number"),
     ("LAION_MAX_SHARDS_IN_FLIGHT", "-1", "LAION_MAX_SHARDS_IN_FLIGHT: -1 is out of range (1..1,024)"),
     ("LAION_TASK_TIMEOUT_HOURS", "inf", "LAION_TASK_TIMEOUT_HOURS: 'inf' is not a finite number"),
@@ -203,6 +203,9 @@ def search_api(ui_standalone, **fields) -> requests.Response:
     ({"text": "a dog", "min_similarity": "2"}, "min_similarity: 2 is out of range (-1..1)"),
     ({"text": "a dog", "nsfw": "MAYBE"}, "nsfw: 'MAYBE' is not one of UNLIKELY, UNSURE, NSFW"),
     ({"image": png(20000, 20000, "L")}, "the image is over the limit of 50,000,000 pixels"),
+    ({"text": "a dog", "dataset": "laion9b"}, "dataset 'laion9b' is not one of laion400m, laion2b-en"),
+    ({"text": "a dog", "dataset": "laion5b-100m", "against": "captions"},
+     "against: laion5b-100m has no caption vectors to search; search its images"),
 ])
 def test_the_search_page_refuses_bad_fields_and_bombs_with_400(ui_standalone, fields, says):
     r = search_api(ui_standalone, **fields)

@@ -159,7 +159,7 @@ def run_script(directory: Path, kind: str, values: list[bytes], timeout: float =
             n >>= 7
         return bytes(out + bytes([n]))
     chunk = f"{len(values)}\n".encode() + b"".join(varint(len(v)) + v for v in values)
-    return subprocess.run([str(directory / "laion_clip_udf"), kind], input=chunk, capture_output=True,
+    return subprocess.run([str(directory / "laion_clip_udf"), kind, "ViT-B/32"], input=chunk, capture_output=True,
                           timeout=timeout, env={})
 
 

@@ -1,7 +1,7 @@
 -- One row per attempt to load a shard: what was loaded, from how many source bytes, when,
 -- on which try, and why it failed. Append-only, so the history of retries is never lost;
 -- shard_status.sql derives the current state of every shard from it.
-CREATE TABLE IF NOT EXISTS laion_ledger
+CREATE TABLE IF NOT EXISTS {ledger:Identifier}
 (
     shard        UInt16,
     outcome      LowCardinality(String),   -- 'loaded' or 'failed'

@@ -2,7 +2,7 @@
 -- scan, and query latency, per kind of query, hnsw_candidate_list_size_for_search (ef) and rescoring, with
 -- the index and the shards it measured. `chosen` marks the smallest ef that reached the target recall; search
 -- uses the latest run's choice.
-CREATE TABLE IF NOT EXISTS laion_search_quality
+CREATE TABLE IF NOT EXISTS {quality:Identifier}
 (
     run_id        String,
     measured_at   DateTime64(3, 'UTC') DEFAULT now64(3),

@@ -7,6 +7,6 @@ SELECT
     argMax(toFloat64(finished_at) - toFloat64(started_at), finished_at) AS seconds,
     argMax(error, finished_at) AS error,
     max(try_number) AS tries
-FROM laion_ledger
+FROM {ledger:Identifier}
 WHERE run_id = {run_id:String}
 GROUP BY shard;

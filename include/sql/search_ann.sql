@@ -4,7 +4,7 @@
 -- search.py writes the filter in place of {condition} (true for none): fixed fragments such as
 -- NSFW IN {nsfw:Array(String)}, never input.
 SELECT id, url, caption, NSFW, cosineDistance({column:Identifier}, {target:Array(Float32)}) AS distance
-FROM laion
+FROM {search_table:Identifier}
 WHERE {condition}
 ORDER BY distance
 LIMIT {k:UInt32};

@@ -8,6 +8,6 @@ SELECT
     argMax(outcome, finished_at) AS last_outcome,
     argMaxIf(error, finished_at, outcome = 'failed') AS last_error,
     max(try_number) AS max_try
-FROM laion_ledger
+FROM {ledger:Identifier}
 GROUP BY shard
 ORDER BY shard;

@@ -1,1 +1,1 @@
-SELECT count() FROM laion;
+SELECT count() FROM {search_table:Identifier};

@@ -3,4 +3,4 @@
 -- on every node, or once with ON CLUSTER <cluster name> after the table where the cluster has Keeper.
 ALTER TABLE {table:Identifier}
     ADD INDEX IF NOT EXISTS {name:Identifier} {column:Identifier}
-    TYPE vector_similarity('hnsw', {metric:String}, 512, {quantization:String}, {m:UInt32}, {ef_construction:UInt32});
+    TYPE vector_similarity('hnsw', {metric:String}, {dim:UInt32}, {quantization:String}, {m:UInt32}, {ef_construction:UInt32});

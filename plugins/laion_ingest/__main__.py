@@ -1,4 +1,4 @@
-"""Command line: every stage on its own, outside Airflow.
+"""Command line: every stage on its own, outside Airflow (also installed as `laion-ingest`).
 
     python -m laion_ingest mirror --out DIR --shards 4 --rows 20000   # generate a sample mirror
     python -m laion_ingest serve DIR --port 8000                       # serve it on 127.0.0.1
@@ -8,21 +8,23 @@
     python -m laion_ingest index --m 16 --ef-construction 64
     python -m laion_ingest search --text "a dog and a cat"             # CLIP; also --image, --image-url
     python -m laion_ingest search --shard 0 --row 42 --compare         # a stored vector, with recall
+    python -m laion_ingest search --dataset laion5b-100m --id 9999     # a stored vector by id
     python -m laion_ingest status
-    python -m laion_ingest plan --shards 0-409 --nodes 4 --ram-gb 256   # what a range costs
-    python -m laion_ingest evaluate --queries 50                          # recall and latency
-    python -m laion_ingest clip-check                                     # the CLIP model fits the data?
-    python -m laion_ingest rebalance                                      # after nodes joined the cluster
+    python -m laion_ingest plan --dataset laion2b-en --nodes 4          # what a range costs
+    python -m laion_ingest evaluate --queries 50                        # recall and latency
+    python -m laion_ingest clip-check                                   # the CLIP model fits the data?
+    python -m laion_ingest clip-export --model ViT-L/14 --out DIR       # ViT-L/14 to ONNX (needs torch)
+    python -m laion_ingest rebalance                                    # after nodes joined the cluster
+
+Every command that touches a table takes --dataset (default: LAION_DATASET, else laion400m).
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import logging
 import sys
 
-from laion_ingest import settings
+from laion_ingest import commands, datasets, settings
 from laion_ingest.errors import SettingError
 from laion_ingest.redaction import redact
 
@@ -32,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     traceback), never a secret."""
     args = _parser().parse_args(argv)
     try:
+        args.dataset = getattr(args, "dataset", None) or settings.dataset()
         if settings.clickhouse_conn_id() or settings.source_conn_id():
             import airflow.sdk  # noqa: F401  the server's connection is Airflow's; importing it sets up its logging
         # Logs and progress go to stderr, whatever Airflow configured: stdout is each stage's result.
@@ -50,50 +53,54 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--traceback", action="store_true", help="on an error, show the traceback, not one line")
     sub = p.add_subparsers(required=True, metavar="STAGE", dest="stage")
 
-    s = sub.add_parser("mirror", help="generate a small mirror in the LAION-400M file formats")
-    s.add_argument("--out", required=True)
-    s.add_argument("--shards", type=int, default=4, help="shards 0..N-1 (default 4)")
-    s.add_argument("--rows", type=int, default=20_000, help="nominal rows per shard (default 20000)")
-    s.add_argument("--seed", type=int, default=0)
-    s.set_defaults(run=_mirror)
+    def command(name: str, run, help: str, dataset: bool = True) -> argparse.ArgumentParser:
+        s = sub.add_parser(name, help=help)
+        if dataset:
+            s.add_argument("--dataset", choices=list(datasets.DATASETS), default=None,
+                           help="default: $LAION_DATASET, else laion400m")
+        s.set_defaults(run=run)
+        return s
 
-    s = sub.add_parser("serve", help="serve a directory over HTTP on 127.0.0.1, with Range support")
+    s = command("mirror", commands.mirror, "generate a small mirror in a dataset's published file formats")
+    s.add_argument("--out", required=True)
+    s.add_argument("--shards", type=bounded(1, 65536), default=4, help="shards 0..N-1 (default 4)")
+    s.add_argument("--rows", type=bounded(1, 10**8), default=20_000, help="nominal rows per shard (default 20000)")
+    s.add_argument("--seed", type=int, default=0)
+
+    s = command("serve", commands.serve, "serve a directory over HTTP on 127.0.0.1, with Range support", False)
     s.add_argument("directory")
     s.add_argument("--port", type=int, default=8000)
-    s.set_defaults(run=_serve)
 
-    s = sub.add_parser("fetch", help="download a shard's three files into the work directory")
-    s.add_argument("shard", type=bounded(0, settings.SHARD_COUNT - 1))
-    s.add_argument("--source-url", type=checked(settings.source_url_value, "--source-url"), default=None,
-                   help=f"default: $LAION_SOURCE_URL or {settings.LAION_URL}")
+    s = command("fetch", commands.fetch, "download a shard's files into the work directory")
+    s.add_argument("shard", type=bounded(0, 65535))
+    _source_arg(s)
     s.add_argument("--force", action="store_true", help="fetch again what the work directory already holds")
-    s.set_defaults(run=_fetch)
 
-    s = sub.add_parser("convert", help="convert a fetched shard to one Parquet file")
-    s.add_argument("shard", type=bounded(0, settings.SHARD_COUNT - 1))
-    s.set_defaults(run=_convert)
+    s = command("convert", commands.convert, "convert a fetched shard to one Parquet file")
+    s.add_argument("shard", type=bounded(0, 65535))
 
-    s = sub.add_parser("load", help="load a converted shard into ClickHouse (replaces the shard)")
-    s.add_argument("shard", type=bounded(0, settings.SHARD_COUNT - 1))
-    s.set_defaults(run=_load)
+    s = command("load", commands.load, "load a converted shard (or read a slice in place) into ClickHouse")
+    s.add_argument("shard", type=bounded(0, 65535))
+    _source_arg(s)
 
-    s = sub.add_parser("index", help="add and build the HNSW vector indexes where missing")
+    s = command("index", commands.index, "add and build the HNSW vector indexes where missing")
     _index_args(s)
-    s.set_defaults(run=_index)
 
-    s = sub.add_parser("search", help="nearest rows to a text, an image or a stored row, through the HNSW index")
+    s = command("search", commands.search, "nearest rows to a text, an image or a stored row, through the index")
     query = s.add_mutually_exclusive_group()
-    query.add_argument("--text", help="a text query, encoded by CLIP (LAION_CLIP_MODEL_DIR)")
-    query.add_argument("--image", metavar="PATH", help="an image file, encoded by CLIP")
-    query.add_argument("--image-url", metavar="URL", help="an image on the web, encoded by CLIP")
-    query.add_argument("--shard", type=bounded(0, settings.SHARD_COUNT - 1), default=0,
-                       help="query with the stored vector of this row (default 0/0)")
+    query.add_argument("--text", help="a text query, encoded by the dataset's CLIP model")
+    query.add_argument("--image", metavar="PATH", help="an image file, encoded by the dataset's CLIP model")
+    query.add_argument("--image-url", metavar="URL", help="an image on the web, encoded by the dataset's CLIP model")
+    query.add_argument("--id", type=bounded(0, 2**64 - 1), default=None, help="query with the stored vector of this id")
+    query.add_argument("--shard", type=bounded(0, 65535), default=0,
+                       help="query with the stored vector of this shard's --row (default 0/0)")
     s.add_argument("--row", type=bounded(0, 10**9 - 1), default=0)
-    s.add_argument("--query-column", default="text_embedding", help="which stored vector of --shard/--row")
-    s.add_argument("--column", default="image_embedding", choices=["image_embedding", "text_embedding"],
-                   help="the column searched (default image_embedding)")
+    s.add_argument("--query-column", default=None,
+                   help="which stored vector of --id or --shard/--row (default: text_embedding where the dataset"
+                        " has it, else its image vectors)")
+    s.add_argument("--column", default=None, help="the column searched (default: the dataset's image vectors)")
     s.add_argument("-k", type=bounded(1, 10_000), default=10,
-                   help="hits, 1..10000 (above 100 the query raises max_limit_for_vector_search_queries)")
+                   help="hits, 1..10000 (above 1000 the query raises max_limit_for_vector_search_queries)")
     s.add_argument("--ef", type=bounded(1, 100_000), default=None,
                    help="hnsw_candidate_list_size_for_search (default: the one `evaluate` chose, else 256)")
     s.add_argument("--nsfw", action="append", default=[], metavar="{UNLIKELY,UNSURE,NSFW}",
@@ -102,44 +109,42 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--min-width", default=None, help="keep images at least this wide (pixels)")
     s.add_argument("--compare", action="store_true", help="also search by brute force and print recall@k")
     s.add_argument("--json", action="store_true", help="hits as JSON lines")
-    s.set_defaults(run=_search)
 
-    s = sub.add_parser("evaluate", help="recall@k and latency of the vector index at several search settings")
+    s = command("evaluate", commands.evaluate, "recall@k and latency of the vector index at several search settings")
     s.add_argument("--queries", type=bounded(1, 10_000), default=50, help="sampled rows per kind of query (default 50)")
     s.add_argument("-k", type=bounded(1, 1000), default=10)
     s.add_argument("--ef", default="16,32,64,128,256",
                    help="hnsw_candidate_list_size_for_search values, comma-separated (default 16,32,64,128,256)")
     s.add_argument("--target-recall", type=checked(settings.number, "--target-recall", 0, 1), default=0.95,
                    help="the smallest ef reaching it is chosen (0.95)")
-    s.add_argument("--shards", type=bounded(1, settings.SHARD_COUNT), default=2,
+    s.add_argument("--shards", type=bounded(1, 65536), default=2,
                    help="loaded shards (parts) to measure on, the first ones (default 2)")
-    s.add_argument("--plot", default=None, help="PNG path (default <work dir>/search_quality.png)")
-    s.set_defaults(run=_evaluate)
+    s.add_argument("--plot", default=None, help="PNG path (default <work dir>/search_quality_<dataset>.png)")
 
-    s = sub.add_parser("clip-check", help="does the CLIP model (LAION_CLIP_MODEL_DIR) match the stored vectors?")
+    s = command("clip-check", commands.clip_check, "does the dataset's CLIP model match its stored vectors?")
     s.add_argument("--captions", type=bounded(1, 100_000), default=200, help="stored captions to encode (200)")
-    s.set_defaults(run=_clip_check)
 
-    s = sub.add_parser("clip-udf",
-                       help="write encode_text()/encode_image() for a ClickHouse server's user_scripts_path")
+    s = command("clip-udf", commands.clip_udf,
+                "write encode_text()/encode_image() (and *_l14) for a ClickHouse server's user_scripts_path", False)
     s.add_argument("directory", help="the server's user_scripts_path, e.g. /var/lib/clickhouse/user_scripts")
-    s.set_defaults(run=_clip_udf)
 
-    s = sub.add_parser("rebalance",
-                       help="move each shard to the node the placement rule gives it (after nodes were added)")
-    s.set_defaults(run=_rebalance)
+    s = command("clip-export", commands.clip_export, "export a CLIP model's two towers to ONNX (needs torch)", False)
+    s.add_argument("--model", choices=list(datasets.MODELS), default="ViT-L/14")
+    s.add_argument("--out", required=True, help="the model directory to write (text/, vision/)")
+    s.add_argument("--source", default=None,
+                   help="a Hugging Face model directory or id (default: OpenAI's, e.g. openai/clip-vit-large-patch14)")
 
-    s = sub.add_parser("plan", help="rows, disk, index RAM per node, cache and build core-hours of a shard range")
-    s.add_argument("--shards", type=shard_range, default=(0, settings.SHARD_COUNT - 1), help="A-B or N (default 0-409)")
+    command("rebalance", commands.rebalance, "move each shard to the node the placement rule gives it (new nodes)")
+
+    s = command("plan", commands.plan, "rows, disk, index RAM per node, cache and build core-hours of a range")
+    s.add_argument("--shards", type=shard_range, default=None, help="A-B or N (default: the whole dataset)")
     s.add_argument("--nodes", type=bounded(1, 1000), default=1, help="ClickHouse nodes the shards spread over")
     s.add_argument("--ram-gb", type=checked(settings.number, "--ram-gb", 0.001, 1e6), default=256,
                    help="RAM of a node, GB (default 256)")
     _index_args(s)
-    s.set_defaults(run=_plan)
 
-    s = sub.add_parser("status", help="shards loaded, rows and failures, from the ledger")
+    s = command("status", commands.status, "shards loaded, rows and failures, from the ledger")
     s.add_argument("--json", action="store_true")
-    s.set_defaults(run=_status)
     return p
 
 
@@ -160,13 +165,19 @@ def bounded(low: int, high: int):
 
 
 def shard_range(text: str) -> tuple[int, int]:
-    """An argparse type: "A-B" or "N", shards in 0..409, A <= B."""
+    """An argparse type: "A-B" or "N", A <= B (the dataset's range is checked by the command)."""
     first, _, last = text.partition("-")
-    shard = bounded(0, settings.SHARD_COUNT - 1)
+    shard = bounded(0, 65535)
     low, high = shard(first), shard(last or first)
     if low > high:
         raise argparse.ArgumentTypeError(f"{text!r}: {low} is after {high}")
     return low, high
+
+
+def _source_arg(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--source-url", type=checked(settings.source_url_value, "--source-url"), default=None,
+                   help="the folder holding the dataset's files (default: $LAION_SOURCE_URL for LAION_DATASET's,"
+                        " else the dataset's public location)")
 
 
 def _index_args(s: argparse.ArgumentParser) -> None:
@@ -177,153 +188,6 @@ def _index_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--quantization", default=d.quantization, choices=["f64", "f32", "f16", "bf16", "i8", "b1"])
     s.add_argument("--m", type=bounded(2, 512), default=d.m)
     s.add_argument("--ef-construction", type=bounded(1, 4096), default=d.ef_construction)
-
-
-def _mirror(args) -> None:
-    from laion_ingest.sample.mirror import generate_mirror
-
-    rows = generate_mirror(args.out, range(args.shards), args.rows, args.seed)
-    print(json.dumps({"out": args.out, "rows": rows}))
-
-
-def _serve(args) -> None:
-    from laion_ingest.sample.server import serve_forever
-
-    serve_forever(args.directory, "127.0.0.1", args.port)
-
-
-def _fetch(args) -> None:
-    from laion_ingest import pipeline
-    from laion_ingest.ledger import Attempt
-
-    print(json.dumps(pipeline.fetch(Attempt(args.shard), args.source_url or settings.source_url(), args.force)))
-
-
-def _convert(args) -> None:
-    from laion_ingest import pipeline
-    from laion_ingest.ledger import Attempt
-
-    print(pipeline.convert(Attempt(args.shard)))
-
-
-def _load(args) -> None:
-    from laion_ingest import pipeline
-    from laion_ingest.ledger import Attempt
-
-    print(pipeline.load(Attempt(args.shard)))
-
-
-def _rebalance(args) -> None:
-    from laion_ingest.clickhouse import ClickHouse
-    from laion_ingest.rebalance import rebalance
-
-    with ClickHouse() as ch:
-        for move in rebalance(ch):
-            print(json.dumps(move))
-
-
-def _index(args) -> None:
-    from laion_ingest.clickhouse import ClickHouse
-    from laion_ingest.index import IndexParams, build_indexes
-
-    with ClickHouse() as ch:
-        build_indexes(ch, IndexParams(args.metric, args.quantization, args.m, args.ef_construction))
-
-
-def _search(args) -> None:
-    import time
-
-    from laion_ingest import clip
-    from laion_ingest.clickhouse import ClickHouse
-    from laion_ingest.search import Filters, recall, row_vector, search
-
-    filters = Filters(tuple(args.nsfw), args.min_similarity, args.min_width)
-    started = time.perf_counter()
-    with ClickHouse() as ch:
-        if args.text is not None:
-            target = clip.text_encoder()([args.text])[0]
-        elif args.image or args.image_url:
-            target = clip.image_encoder()([clip.read_image(args.image or args.image_url)])[0]
-        else:
-            target = row_vector(ch, args.query_column, args.shard, args.row)
-        encoded = time.perf_counter()
-        ann = search(ch, target, args.column, args.k, filters=filters, ef=args.ef)
-        searched = time.perf_counter()
-        exact = search(ch, target, args.column, args.k, exact=True, filters=filters) if args.compare else None
-    logging.info("query vector in %.0f ms (model load and connection included), search in %.0f ms",
-                 1000 * (encoded - started), 1000 * (searched - encoded))
-    if args.json:
-        for h in ann:
-            print(json.dumps(dataclasses.asdict(h), ensure_ascii=False))
-        return
-    for title, hits in (("HNSW index", ann), ("brute force", exact)):
-        if hits is None:
-            continue
-        print(f"top {args.k} by {title}:")
-        for h in hits:
-            print(f"  {h.distance:.4f}  {h.nsfw:8}  {h.url}  {(h.caption or '')[:70]!r}")
-    if exact is not None:
-        print(f"recall@{args.k}: {recall(ann, exact):.2f}")
-
-
-def _evaluate(args) -> None:
-    from laion_ingest.clickhouse import ClickHouse
-    from laion_ingest.evaluate import evaluate
-
-    ef_values = tuple(settings.number("--ef", v, 1, 100_000, whole=True) for v in args.ef.split(","))
-    plot = args.plot or settings.work_dir() / "search_quality.png"
-    with ClickHouse() as ch:
-        result = evaluate(ch, args.queries, args.k, ef_values, args.target_recall, plot, args.shards)
-    for r in result["rows"]:
-        rescoring = f" rescoring ×{r['rescore']:<2}" if r["rescore"] else ""
-        print(f"{r['kind']:12} ef {r['ef']:5}{rescoring}  recall@{r['k']} {r['recall']:.3f}  p50 {r['p50_ms']:7.1f} ms"
-              f"  p95 {r['p95_ms']:7.1f} ms  (brute force p50 {r['exact_p50_ms']:.1f} ms)")
-    print(f"measured on shards {result['shards']}")
-    print(f"chosen hnsw_candidate_list_size_for_search: {result['chosen_ef']}"
-          + (f", with rescoring ×{result['chosen_rescore']}" if result["chosen_rescore"] else "")
-          + f"; plot: {result['plot']}")
-
-
-def _clip_check(args) -> int:
-    from laion_ingest.clickhouse import ClickHouse
-    from laion_ingest.clip_check import MATCH, check
-
-    with ClickHouse() as ch:
-        r = check(ch, args.captions)
-    row, caption, cosine = r["worst"]
-    print(f"{r['captions']} captions of shard {r['shard']} encoded and compared with their stored text_embedding:\n"
-          f"  cosine similarity median {r['median']:.4f}, 5th percentile {r['p5']:.4f}, min {r['min']:.4f}"
-          f" (row {row}: {(caption or '')[:60]!r})")
-    if r["matches"]:
-        print("the model matches the data: text queries are encoded as the stored vectors were")
-        return 0
-    print(f"the model does NOT match the data (median below {MATCH}): text queries will find unrelated rows."
-          " LAION-400M needs OpenAI's CLIP ViT-B/32 (docs/search.md)")
-    return 1
-
-
-def _clip_udf(args) -> None:
-    from laion_ingest.clip_udf import install, script_settings
-
-    out = install(args.directory)
-    print(f"wrote {out}/clip_functions.xml and {out}/laion_clip_udf, with "
-          + ", ".join(f"{k}={v}" for k, v in script_settings().items())
-          + f"; the server's config.xml needs:\n  <user_scripts_path>{out}</user_scripts_path>\n"
-          f"  <user_defined_executable_functions_config>{out}/*.xml</user_defined_executable_functions_config>")
-
-
-def _plan(args) -> None:
-    from laion_ingest.index import IndexParams
-    from laion_ingest.sizing import estimate, report
-
-    params = IndexParams(args.metric, args.quantization, args.m, args.ef_construction)
-    print(report(estimate(*args.shards, params, args.nodes, args.ram_gb), params))
-
-
-def _status(args) -> None:
-    from laion_ingest.status import report
-
-    print(report(as_json=args.json))
 
 
 if __name__ == "__main__" and __package__ == "laion_ingest":  # python -m, not a loader importing files

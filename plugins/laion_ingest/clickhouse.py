@@ -11,7 +11,8 @@ client sent a dict as JSON where the SQL asks for a Map: neither difference coul
 engines had two code paths.
 
 On a cluster (LAION_CLICKHOUSE_CLUSTER, the name of a cluster in the servers' remote_servers) the
-connection's node holds the ledger and a Distributed `laion` over every node's `laion_local`;
+connection's node holds the ledger and a Distributed `laion` over every node's `laion_local` (and
+likewise for each dataset's table);
 `each_node()` and `node_for(shard)` open the nodes themselves, with the same connection's
 credentials, for what happens per node (loads, index builds). Without a cluster they are this
 connection, so the stages never ask which kind of ClickHouse they run on. DDL meant for every node
@@ -25,7 +26,8 @@ import functools
 import re
 from typing import Any
 
-from laion_ingest import settings
+from laion_ingest import datasets, settings
+from laion_ingest.datasets import Dataset
 from laion_ingest.engines import Chdb, Server, execute
 from laion_ingest.errors import PermanentError
 from laion_ingest.redaction import logger
@@ -33,10 +35,15 @@ from laion_ingest.redaction import logger
 log = logger(__name__)
 
 
-def sql(name: str) -> list[str]:
-    """The statements of include/sql/<name>.sql, comments dropped, split on ';' at line ends."""
-    text = (settings.sql_dir() / f"{name}.sql").read_text()
-    text = re.sub(r"--[^\n]*", "", text)
+def sql(name: str, **fragments: str) -> list[str]:
+    """The statements of include/sql/<name>.sql, comments dropped, split on ';' at line ends. A file's
+    bare placeholders ({condition}, {source}) are written in from `fragments`: fixed pieces of SQL that
+    the package chooses (a filter, a table function), never input, whose values stay parameters."""
+    text = re.sub(r"--[^\n]*", "", (settings.sql_dir() / f"{name}.sql").read_text())
+    for placeholder, fragment in fragments.items():
+        if "{" + placeholder + "}" not in text:
+            raise ValueError(f"include/sql/{name}.sql has no {{{placeholder}}} placeholder")
+        text = text.replace("{" + placeholder + "}", fragment)
     return [s.strip() for s in re.split(r";\s*(?:\n|$)", text) if s.strip()]
 
 
@@ -78,13 +85,30 @@ class NodeUnreachable(ConnectionError):
 
 
 class ClickHouse:
-    """A connection for one unit of work: `with ClickHouse() as ch: ch.run("create_laion")`.
-    `table` is the MergeTree table it loads and indexes: laion, or laion_local on a cluster's node;
-    SQL files name it {table:Identifier} or {table:String}."""
+    """A connection for one unit of work on one dataset: `with ClickHouse() as ch: ch.run("table_rows")`.
+    SQL files name the dataset's tables by parameter, and run() fills them in: {table} is the MergeTree
+    table this connection loads and indexes (laion, or laion_local on a cluster's node), {search_table}
+    the table queries read (laion, a Distributed table on a cluster), {ledger} and {quality} its
+    ledger and search-quality tables, {dim} its vectors' dimension. The dataset is LAION_DATASET's
+    unless given (datasets.py)."""
 
-    def __init__(self, engine: Chdb | Server | None = None, table: str = "laion", node: int | None = None):
-        self._engine, self.table, self.node = engine, table, node
+    def __init__(self, dataset: Dataset | None = None, engine: Chdb | Server | None = None,
+                 node: int | None = None):
+        self.dataset = dataset or datasets.get(settings.dataset())
+        self._engine, self.node = engine, node
         self._nodes: dict[int, ClickHouse] = {}
+
+    @property
+    def table(self) -> str:
+        """The MergeTree table: on a cluster each node's <table>_local, under the Distributed <table>."""
+        return self.dataset.table + ("_local" if self.node is not None or self.cluster else "")
+
+    @property
+    def names(self) -> dict[str, Any]:
+        """The dataset's names and numbers, as the SQL files' parameters."""
+        d = self.dataset
+        return {"table": self.table, "search_table": d.table, "ledger": d.ledger, "quality": d.search_quality,
+                "dim": d.dim}
 
     @property
     def is_server(self) -> bool:
@@ -129,15 +153,15 @@ class ClickHouse:
         loaded on it (ON CLUSTER would instead hold this task for distributed_ddl_task_timeout)."""
         nodes = self.each_node(reachable=True)
         if self.keeper and len(nodes) == self.node_count:  # keeper is False without a cluster
-            self._run(self.on_cluster_statements(file, **params), params)
+            self._run(self.on_cluster_statements(file, **params), {**self.names, **params})
             return
         for node in nodes:
             node.run(file, **params)
 
     def on_cluster_statements(self, file: str, /, **params: Any) -> list[str]:
-        """The statements of include/sql/<file>.sql as this cluster's ON CLUSTER DDL on laion_local, with
+        """The statements of include/sql/<file>.sql as this cluster's ON CLUSTER DDL on <table>_local, with
         names and numbers written in (strings stay {name:String} parameters)."""
-        params = {"table": "laion_local", "cluster": self.cluster, **params}
+        params = {**self.names, "cluster": self.cluster, **params}
         return [_inline(on_cluster(s), params)[0] for s in sql(file)]
 
     def each_node(self, reachable: bool = False) -> list[ClickHouse]:
@@ -156,7 +180,7 @@ class ClickHouse:
                 continue
             if number not in self._nodes:
                 engine = Server(settings.clickhouse_conn_id(), host, port)
-                self._nodes[number] = ClickHouse(engine, table="laion_local", node=number)
+                self._nodes[number] = ClickHouse(self.dataset, engine, node=number)
             nodes.append(self._nodes[number])
         if down and not reachable:
             raise NodeUnreachable(f"cluster {self.cluster}: {', '.join(down)} did not answer")
@@ -177,7 +201,7 @@ class ClickHouse:
                                  f" which has: {', '.join(shape) or 'none'} (LAION_CLICKHOUSE_CLUSTER)")
         if shape[self.cluster] > 1:
             raise PermanentError(
-                f"cluster {self.cluster} has up to {shape[self.cluster]} replicas per shard; laion_local is a plain"
+                f"cluster {self.cluster} has up to {shape[self.cluster]} replicas per shard; {self.table} is a plain"
                 " MergeTree loaded on one node per shard, so a Distributed read could go to a replica without the"
                 " rows. Set LAION_CLICKHOUSE_CLUSTER to a cluster of one replica per shard (docs/server.md, Scale out)")
 
@@ -200,10 +224,10 @@ class ClickHouse:
                 return node
         raise NodeUnreachable(f"shard {shard}: its node, {ruled} of cluster {self.cluster}, did not answer")
 
-    def run(self, file: str, /, **params: Any) -> list[tuple]:
-        """Run include/sql/<file>.sql with query parameters; the rows of its last statement.
-        {table} is this connection's table unless given."""
-        return self._run(sql(file), {"table": self.table, **params})
+    def run(self, file: str, /, fragments: dict[str, str] | None = None, **params: Any) -> list[tuple]:
+        """Run include/sql/<file>.sql (its placeholders written in from `fragments`) with query
+        parameters, the dataset's names among them; the rows of its last statement."""
+        return self._run(sql(file, **(fragments or {})), {**self.names, **params})
 
     def _run(self, statements: list[str], params: dict[str, Any]) -> list[tuple]:
         rows: list[tuple] = []
@@ -212,5 +236,6 @@ class ClickHouse:
         return rows
 
     def query(self, statement: str, **params: Any) -> list[tuple]:
-        """Run one statement given as text: for tests and ad-hoc checks, not for the pipeline's SQL."""
-        return execute(self._engine.client, statement, params)
+        """Run one statement given as text, the dataset's names among its parameters: a statement
+        assembled from a SQL file (search adds its SETTINGS), and tests' ad-hoc checks."""
+        return execute(self._engine.client, *_inline(statement, {**self.names, **params}))

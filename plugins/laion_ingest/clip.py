@@ -1,19 +1,22 @@
-"""Stage 6: the query encoders. Text and images become the vectors LAION-400M stores.
+"""Stage 6: the query encoders. Text and images become the vectors a dataset stores.
 
-The vectors were made by OpenAI's CLIP ViT-B/32. open_clip's LAION-trained weights give other
+Each dataset's vectors were made by one of OpenAI's CLIP models (datasets.MODELS): ViT-B/32 for
+LAION-400M (512-d), ViT-L/14 for LAION-5B (768-d); open_clip's LAION-trained weights give other
 vectors. The model runs on ONNX Runtime (CPU), with Hugging Face `tokenizers` and Pillow:
 onnxruntime installs in 76.5 MiB, torch's CPU build in 721.5 MiB, and PyPI's default Linux torch
-pulls several GB of CUDA (bench/SEARCH.md).
+pulls several GB of CUDA (bench/SEARCH.md). Both models share CLIP's tokenizer (77 tokens) and its
+224-pixel preprocessing.
 
-The model directory (LAION_CLIP_MODEL_DIR) holds the layout of the Hugging Face repositories
-`Qdrant/clip-ViT-B-32-text` and `Qdrant/clip-ViT-B-32-vision`, which are ONNX exports of
-openai/clip-vit-base-patch32:
+A model directory (LAION_CLIP_MODEL_DIR for ViT-B/32, LAION_CLIP_L14_MODEL_DIR for ViT-L/14) holds
+the layout of the Hugging Face repositories `Qdrant/clip-ViT-B-32-text` and `-vision`, which are
+ONNX exports of openai/clip-vit-base-patch32:
 
     text/model.onnx  text/tokenizer.json     input_ids, attention_mask -> text_embeds
     vision/model.onnx                        pixel_values (B, 3, 224, 224) -> image_embeds
 
-Without LAION_CLIP_MODEL_DIR, `huggingface_hub` downloads the two repositories to its cache on
-first use. The generated mirror comes with a tiny model of the same shape (sample/clip_model.py).
+Without it, `huggingface_hub` downloads ViT-B/32's two repositories on first use; no such export of
+ViT-L/14 is published, and `python -m laion_ingest clip-export` makes one (clip_export.py). The
+generated mirror comes with tiny models of these shapes (sample/clip_model.py).
 
 Every input is hostile until measured, and costs bounded work whatever it is (the SQL functions and
 the search page hand the encoders whatever a user sends): text is cut to MAX_TEXT_CHARS before it is
@@ -31,12 +34,12 @@ from pathlib import Path
 import numpy as np
 
 from laion_ingest import settings
+from laion_ingest.datasets import Model
 
 MAX_TOKENS = 77  # CLIP's context length: longer text is cut, not refused
 IMAGE_SIZE = 224
 MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)  # CLIP's preprocessing
 STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
-HUB_REPOS = {"text": "Qdrant/clip-ViT-B-32-text", "vision": "Qdrant/clip-ViT-B-32-vision"}
 MAX_IMAGE_BYTES = 20 * 2**20
 MAX_IMAGE_PIXELS = 50_000_000  # a 50-megapixel photo decodes to 150 MB of RGB
 MAX_TEXT_CHARS = 16_384  # CLIP's 77 tokens are a few hundred characters of any real text
@@ -47,17 +50,20 @@ class ClipError(ValueError):
     """A query the encoders cannot take (an unreadable image, say). The message says which."""
 
 
-def model_dir(part: str) -> Path:
-    """text/ or vision/ of LAION_CLIP_MODEL_DIR, or the hub download of the real model."""
-    root = settings.clip_model_dir()
+def model_dir(model: Model, part: str) -> Path:
+    """text/ or vision/ of the model's directory setting, or the hub download where one is published."""
+    root = settings.clip_model_dir(model.setting)
     if root:
         path = Path(root) / part
         if not (path / "model.onnx").is_file():
-            raise FileNotFoundError(f"LAION_CLIP_MODEL_DIR: no {part}/model.onnx in {root}")
+            raise ClipError(f"{model.setting}: no {part}/model.onnx in {root}")
         return path
+    if not model.hub:
+        raise ClipError(f"{model.name} needs {model.setting}: no ONNX export of it is published; make one with"
+                        f" `python -m laion_ingest clip-export --model {model.name} --out DIR` (docs/search.md)")
     from huggingface_hub import snapshot_download
 
-    return Path(snapshot_download(HUB_REPOS[part], allow_patterns=["model.onnx", "*.json"]))
+    return Path(snapshot_download(model.hub[part], allow_patterns=["model.onnx", "*.json"]))
 
 
 def _session(path: Path):
@@ -87,10 +93,9 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
 class TextEncoder:
     """Captions and queries to unit vectors, in batches."""
 
-    def __init__(self, path: Path | None = None):
+    def __init__(self, path: Path):
         from tokenizers import Tokenizer
 
-        path = path or model_dir("text")
         self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
         self.tokenizer.enable_truncation(MAX_TOKENS)
         pad = self.tokenizer.token_to_id("<|endoftext|>") or 0
@@ -110,12 +115,15 @@ class TextEncoder:
 class ImageEncoder:
     """Image files (bytes of any format Pillow reads) to unit vectors, in batches."""
 
-    def __init__(self, path: Path | None = None):
-        self.session = _session(path or model_dir("vision"))
+    def __init__(self, path: Path):
+        self.session = _session(path)
         self.output = _output(self.session, "image_embeds")
 
     def __call__(self, images: list[bytes]) -> np.ndarray:
-        pixels = np.stack([pixel_values(data) for data in images])
+        return self.embed(np.stack([pixel_values(data) for data in images]))
+
+    def embed(self, pixels: np.ndarray) -> np.ndarray:
+        """Preprocessed pixels (B, 3, 224, 224) to unit vectors."""
         [vectors] = self.session.run([self.output], {"pixel_values": pixels})
         return normalize(vectors)
 
@@ -176,12 +184,24 @@ def read_image(source: str) -> bytes:
     return data
 
 
-@lru_cache(maxsize=1)
-def text_encoder() -> TextEncoder:
-    """One model per process (loading takes about a second for the real one)."""
-    return TextEncoder()
+@lru_cache(maxsize=2)
+def text_encoder(model: Model) -> TextEncoder:
+    """One encoder per model and process (loading takes about a second for the real one); its output
+    is checked against the model's dimension once, when it loads."""
+    return _checked(TextEncoder(model_dir(model, "text")), model, lambda e: e(["a photo"]))
 
 
-@lru_cache(maxsize=1)
-def image_encoder() -> ImageEncoder:
-    return ImageEncoder()
+@lru_cache(maxsize=2)
+def image_encoder(model: Model) -> ImageEncoder:
+    return _checked(ImageEncoder(model_dir(model, "vision")), model, lambda e: e.embed(np.zeros(
+        (1, 3, IMAGE_SIZE, IMAGE_SIZE), np.float32)))
+
+
+def _checked(encoder, model: Model, probe):
+    """Refuse a model directory whose model answers another dimension than the model's (and so than
+    its datasets' tables), naming both, before any query reaches SQL."""
+    dim = probe(encoder).shape[1]
+    if dim != model.dim:
+        raise ClipError(f"{model.setting} holds a model of {dim}-d vectors, but {model.name}'s are {model.dim}-d,"
+                        " as its datasets' tables")
+    return encoder

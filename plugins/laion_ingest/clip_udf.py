@@ -42,6 +42,8 @@ from typing import BinaryIO
 import numpy as np
 
 from laion_ingest import settings
+from laion_ingest.clip import ClipError
+from laion_ingest.datasets import MODELS, Model
 
 SCRIPT = "laion_clip_udf"
 BATCH = 64  # rows per model call: bounds memory whatever the chunk ClickHouse sends
@@ -49,11 +51,14 @@ SKIP = 1 << 20  # bytes read at a time from the part of a value past its cap
 
 
 def script_settings() -> dict[str, str]:
-    """The settings the script carries (ClickHouse starts it without our environment)."""
-    model = settings.clip_model_dir()
-    return {**({"LAION_CLIP_MODEL_DIR": str(model)} if model else {}),
+    """The settings the script carries (ClickHouse starts it without our environment): each model's
+    directory where set, the threads, the deadline, and the memory ceiling where set (else each
+    model's own default)."""
+    dirs = {m.setting: settings.clip_model_dir(m.setting) for m in MODELS.values()}
+    memory = settings.clip_memory_mb(None)
+    return {**{name: str(path) for name, path in dirs.items() if path},
             "LAION_CLIP_THREADS": str(settings.clip_threads()),
-            "LAION_CLIP_MEMORY_MB": str(settings.clip_memory_mb()),
+            **({"LAION_CLIP_MEMORY_MB": str(memory)} if memory else {}),
             "LAION_CLIP_DEADLINE_SECONDS": str(settings.clip_deadline_seconds())}
 
 
@@ -78,7 +83,7 @@ def install(directory: Path) -> Path:
         "os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')",
         "os.environ.setdefault('RAYON_NUM_THREADS', os.environ['LAION_CLIP_THREADS'])",
         "from laion_ingest.clip_udf import serve",
-        "serve(sys.argv[1])", ""])
+        "serve(sys.argv[1], sys.argv[2])", ""])
     _write(directory / SCRIPT, script, mode=0o755)
     # ClickHouse's own limit on a block is the deadline's backstop; the first block also loads the model.
     seconds = round(2 * settings.clip_deadline_seconds() + 30)
@@ -100,36 +105,39 @@ class Refused(Exception):
     """An input or a block the function will not encode; the message goes to the query's error."""
 
 
-def serve(kind: str, stdin: BinaryIO = sys.stdin.buffer, stdout: BinaryIO = sys.stdout.buffer) -> None:
-    """The pool process: a line with a row count, that many RowBinary strings, then as many RowBinary
-    Array(Float32) answers, until EOF. Any refusal ends the process with the reason on stderr.
+def serve(kind: str, model_name: str, stdin: BinaryIO = sys.stdin.buffer,
+          stdout: BinaryIO = sys.stdout.buffer) -> None:
+    """The pool process of encode_<kind><model's suffix>: a line with a row count, that many RowBinary
+    strings, then as many RowBinary Array(Float32) answers, until EOF. Any refusal ends the process
+    with the reason on stderr.
 
     The memory ceiling is RLIMIT_DATA, the heap and private mappings: RLIMIT_AS also charges each of
     ONNX Runtime's threads ~72 MiB of address space it never uses, and so refused the model at 16
     threads under twice its real peak. Past the ceiling numpy, Pillow and ONNX Runtime raise, and
     the process says so (measured; docs/security.md). Small allocations come from mmap above 128 KiB,
     so that freed buffers go back to the system instead of staying in the heap the ceiling counts."""
-    limit = settings.clip_memory_mb() << 20
-    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+    model = MODELS[model_name]
+    memory_mb = settings.clip_memory_mb(model.memory_mb)
+    resource.setrlimit(resource.RLIMIT_DATA, (memory_mb << 20, memory_mb << 20))
     ctypes.CDLL(None).mallopt(-3, 128 << 10)  # M_MMAP_THRESHOLD (glibc)
     try:
-        _serve(kind, stdin, stdout)
+        _serve(kind, model, stdin, stdout)
     except Exception as exc:  # one line for ClickHouse's error, never a traceback (it keeps only the first line)
-        reason = str(exc) if isinstance(exc, Refused) else \
-            f"out of memory (LAION_CLIP_MEMORY_MB={settings.clip_memory_mb()})" if isinstance(exc, MemoryError) else \
+        reason = str(exc) if isinstance(exc, Refused | ClipError) else \
+            f"out of memory (LAION_CLIP_MEMORY_MB={memory_mb})" if isinstance(exc, MemoryError) else \
             f"{type(exc).__name__}: {exc}"
-        sys.stderr.write(f"encode_{kind}: {reason}\n")
+        sys.stderr.write(f"encode_{kind}{model.sql_suffix}: {reason}\n")
         sys.stderr.flush()
         sys.exit(1)
 
 
-def _serve(kind: str, stdin: BinaryIO, stdout: BinaryIO) -> None:
+def _serve(kind: str, model: Model, stdin: BinaryIO, stdout: BinaryIO) -> None:
     from laion_ingest import clip
 
     if kind == "text":
-        encoder, cap = clip.text_encoder(), clip.MAX_TEXT_CHARS
+        encoder, cap = clip.text_encoder(model), clip.MAX_TEXT_CHARS
     else:
-        encoder, cap = clip.image_encoder(), clip.MAX_IMAGE_BYTES
+        encoder, cap = clip.image_encoder(model), clip.MAX_IMAGE_BYTES
     deadline = settings.clip_deadline_seconds()
     signal.signal(signal.SIGALRM, _late)
     while header := stdin.readline():

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from laion_ingest import search_quality
 from laion_ingest.clickhouse import ClickHouse
+from laion_ingest.datasets import Dataset
 from laion_ingest.errors import PermanentError
 from laion_ingest.ledger import shard_status
 from laion_ingest.redaction import logger
@@ -35,8 +36,17 @@ from laion_ingest.search_quality import search_settings
 
 log = logger(__name__)
 
-KINDS = {"text→image": ("text_embedding", "image_embedding"), "image→image": ("image_embedding", "image_embedding")}
 RESCORING = {"i8": (2, 4), "b1": (4, 16)}  # fetch multipliers measured with rescoring, by quantization
+
+
+def kinds(dataset: Dataset) -> dict[str, tuple[str, str]]:
+    """The kinds of query measured: text→image (a caption's vector against the images, what users
+    search) where the dataset has text vectors, and image→image."""
+    image = dataset.vectors[0]
+    found = {"text→image": ("text_embedding", image)} if "text_embedding" in dataset.vectors else {}
+    return {**found, "image→image": (image, image)}
+
+
 def evaluate(ch: ClickHouse, queries: int = 50, k: int = 10, ef_values: tuple[int, ...] = (16, 32, 64, 128, 256),
              target_recall: float = 0.95, plot: Path | None = None, shards: int = 2) -> dict:
     """Measure on the first `shards` loaded shards, store and plot; returns {"run_id", "rows": [...],
@@ -44,16 +54,17 @@ def evaluate(ch: ClickHouse, queries: int = 50, k: int = 10, ef_values: tuple[in
     sample = [s["shard"] for s in shard_status(ch) if s["loaded"]][:shards]
     if not sample:
         raise PermanentError("no shard is loaded: load shards and build their vector indexes before evaluating")
-    [(index,)] = ch.each_node()[0].run("vector_index_type") or [(None,)]
+    [(index,)] = ch.each_node()[0].run("vector_index_type", name=next(iter(ch.dataset.indexes))) or [(None,)]
     if index is None:
-        raise PermanentError("laion has no vector index to evaluate: build it first (python -m laion_ingest index)")
+        raise PermanentError(f"{ch.dataset.table} has no vector index to evaluate: build it first"
+                             " (python -m laion_ingest index)")
     search_quality.prepare(ch)
     statement = with_condition("search_ann", "shard IN {shards:Array(UInt16)}")
     quantization = re.search(r"'(f64|f32|f16|bf16|i8|b1)'", index)
     setups = [(ef, 0) for ef in ef_values] + \
         [(ef, m) for m in RESCORING.get(quantization and quantization[1], ()) for ef in ef_values]
     run_id, rows = uuid.uuid4().hex[:12], []
-    for kind, (query_column, column) in KINDS.items():
+    for kind, (query_column, column) in kinds(ch.dataset).items():
         targets = [t for (t,) in ch.run("sample_vectors", column=query_column, n=queries, shards=sample)]
         exact, exact_ms = _top_k(ch, statement, sample, targets, column, k, use_skip_indexes=0)
         for ef, rescore in setups:

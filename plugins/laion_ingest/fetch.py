@@ -1,4 +1,9 @@
-"""Stage 1: download the three files of a shard from the LAION server (or a mirror).
+"""Stage 1: download the files of a shard (npy layout) from where they are published, or a mirror.
+
+The source is an http(s) folder, or s3://bucket/prefix with the S3 connection's credentials (each
+file is then fetched through a presigned HTTPS URL, so one code path serves both). A file's size
+comes from HEAD, or, where a host refuses or fails HEAD while GET works (gateways, presigned URLs),
+from a ranged GET of its first byte (Content-Range): such a host costs no shard.
 
 Each file goes to `<name>.part` and is renamed only once it is valid for its kind, whatever the
 headers said: an `.npy` whose header and exact size agree, a Parquet file whose footer reads. So a
@@ -21,16 +26,18 @@ import numpy as np
 import pyarrow.parquet as pq
 import requests
 
-from laion_ingest import settings
+from laion_ingest import settings, staging
+from laion_ingest.datasets import Dataset
 from laion_ingest.errors import PermanentError, ShardFileError
 from laion_ingest.progress import Progress
-from laion_ingest.redaction import logger, register
+from laion_ingest.redaction import logger, redact, register
 from laion_ingest.retry import RetryPolicy, retrying
 
 log = logger(__name__)
 
 CHUNK = 1 << 20
 TIMEOUT = (10, 60)  # connect, read (seconds without a byte)
+PRESIGNED_SECONDS = 12 * 3600  # an s3:// source's file URLs last a task try (LAION_TASK_TIMEOUT_HOURS, 4)
 
 
 def source_auth() -> tuple[str, str] | None:
@@ -46,19 +53,21 @@ def source_auth() -> tuple[str, str] | None:
     return conn.login or "", conn.password or ""
 
 
-def _base(url: str) -> str:
-    """The checked base URL, ending in '/': refused before any network I/O (settings.source_url_value)."""
-    url = settings.source_url_value("source_url", url)
-    return url if url.endswith("/") else url + "/"
+def file_urls(dataset: Dataset, shard: int, base_url: str) -> dict[str, str]:
+    """Each of the shard's files (its path below the base, as published) and the URL to GET it: the
+    base URL, checked before any network I/O (settings.source_url_value), or for s3:// a presigned URL."""
+    base_url = settings.source_url_value("source_url", base_url).rstrip("/") + "/"
+    names = dataset.files(shard)
+    if not base_url.startswith("s3://"):
+        return {name: base_url + name for name in names}
+    target = staging.s3_target(base_url)
+    client = target.client()
+    return {name: client.generate_presigned_url("get_object", ExpiresIn=PRESIGNED_SECONDS,
+                                                Params={"Bucket": target.bucket, "Key": target.key(name)})
+            for name in names}
 
 
-def shard_files(shard: int) -> list[str]:
-    """Paths of a shard's files below the base URL, exactly as on the LAION server."""
-    return [f"img_emb/img_emb_{shard}.npy", f"text_emb/text_emb_{shard}.npy",
-            f"metadata/metadata_{shard}.parquet"]
-
-
-def fetch_shard(shard: int, base_url: str, dest_dir: Path, policy: RetryPolicy | None = None,
+def fetch_shard(dataset: Dataset, shard: int, base_url: str, dest_dir: Path, policy: RetryPolicy | None = None,
                 auth: tuple[str, str] | None = None) -> dict[str, int]:
     """Download shard's files into dest_dir (same relative paths); returns {file: bytes}.
 
@@ -66,13 +75,12 @@ def fetch_shard(shard: int, base_url: str, dest_dir: Path, policy: RetryPolicy |
     often caps one connection below the host's bandwidth, and the writes into the page cache, the
     cost on a fast link, spread over the cores. A failure is raised once the other files are done
     (they are kept, and a retry skips them). auth: HTTP basic credentials of an authenticated mirror."""
-    base_url = _base(base_url)
+    urls = file_urls(dataset, shard, base_url)
     policy = policy or RetryPolicy.from_settings()
-    names = shard_files(shard)
     progress = _ShardProgress(shard)
-    with ThreadPoolExecutor(len(names), thread_name_prefix=f"fetch-{shard}") as pool:
-        downloads = {name: pool.submit(_fetch_file, shard, base_url, name, Path(dest_dir) / name, policy,
-                                       progress, auth) for name in names}
+    with ThreadPoolExecutor(len(urls), thread_name_prefix=f"fetch-{shard}") as pool:
+        downloads = {name: pool.submit(_fetch_file, shard, url, name, Path(dest_dir) / name, policy,
+                                       progress, auth) for name, url in urls.items()}
     sizes = {name: download.result() for name, download in downloads.items()}
     progress.finish()
     return sizes
@@ -99,40 +107,48 @@ class _ShardProgress(Progress):
             self.advance(amount)
 
 
-def shard_sizes(shard: int, base_url: str, dest_dir: Path, policy: RetryPolicy | None = None,
+def shard_sizes(dataset: Dataset, shard: int, base_url: str, dest_dir: Path, policy: RetryPolicy | None = None,
                 auth: tuple[str, str] | None = None) -> dict[str, int | None]:
     """The sizes of the shard's files: of those already downloaded, on disk; of the others, on the
-    server (HEAD; None where it does not say). Asked before a byte is downloaded, so that the work
+    server (None where it does not say). Asked before a byte is downloaded, so that the work
     directory's space is checked first and a missing file fails before the others are fetched."""
-    base_url = _base(base_url)
     policy = policy or RetryPolicy.from_settings()
     with requests.Session() as http:
         http.auth = auth
         return {name: (Path(dest_dir) / name).stat().st_size if (Path(dest_dir) / name).exists()
-                else _with_retries(shard, base_url, name, "size", lambda url: _size(http, url), policy)
-                for name in shard_files(shard)}
+                else _with_retries(shard, url, name, "size", lambda url=url: _size(http, url), policy)
+                for name, url in file_urls(dataset, shard, base_url).items()}
 
 
 def _size(http: requests.Session, url: str) -> int | None:
+    """From HEAD; where HEAD is refused (405, 403, 501) or fails (5xx), from a GET of the first byte."""
     resp = http.head(url, timeout=TIMEOUT, allow_redirects=True)
-    _refuse_client_errors(resp, url)
-    resp.raise_for_status()
-    length = resp.headers.get("Content-Length")
-    return int(length) if length else None
+    if resp.ok:
+        length = resp.headers.get("Content-Length")
+        return int(length) if length else None
+    log.info("%s: HEAD answered %d; asking a GET of its first byte", redact(url), resp.status_code)
+    with http.get(url, headers={"Range": "bytes=0-0"}, stream=True, timeout=TIMEOUT) as got:
+        _refuse_client_errors(got, url)
+        got.raise_for_status()
+        if got.status_code == 206 and "/" in got.headers.get("Content-Range", ""):
+            total = got.headers["Content-Range"].rsplit("/", 1)[1]
+            return int(total) if total.isdigit() else None
+        length = got.headers.get("Content-Length")  # a host that ignores Range sends the whole file: not read
+        return int(length) if length else None
 
 
-def _fetch_file(shard: int, base_url: str, name: str, dest: Path, policy: RetryPolicy,
+def _fetch_file(shard: int, url: str, name: str, dest: Path, policy: RetryPolicy,
                 progress: _ShardProgress, auth: tuple[str, str] | None) -> int:
     with requests.Session() as http:
         http.auth = auth
-        return _with_retries(shard, base_url, name, "download",
-                             lambda url: _download(http, url, dest, name, progress), policy)
+        return _with_retries(shard, url, name, "download", lambda: _download(http, url, dest, name, progress),
+                             policy)
 
 
-def _with_retries(shard: int, base_url: str, name: str, what: str, fn, policy: RetryPolicy):
-    """fn(url of the file), retried by policy; errors name the shard and the file."""
+def _with_retries(shard: int, url: str, name: str, what: str, fn, policy: RetryPolicy):
+    """fn(), retried by policy; errors name the shard and the file."""
     try:
-        return retrying(f"{what} of {base_url}{name}", lambda: fn(base_url + name), policy)
+        return retrying(f"{what} of {redact(url)}", fn, policy)
     except PermanentError as exc:
         raise ShardFileError(shard, name, str(exc)) from exc
     except Exception as exc:  # transient, out of retries: say which file, whatever failed (disk, network)

@@ -1,4 +1,5 @@
-"""Stage 4: the HNSW vector indexes on image_embedding and text_embedding.
+"""Stage 4: the HNSW vector indexes, one on each of the dataset's vector columns (image_embedding and
+text_embedding, or vector alone), at its dimension.
 
 ADD INDEX only declares an index; MATERIALIZE INDEX builds the graph, part by part. Loads never
 build it (materialize_skip_indexes_on_insert = 0, and the table sets
@@ -18,19 +19,16 @@ from laion_ingest.redaction import logger
 
 log = logger(__name__)
 
-INDEXES = {"image_index": "image_embedding", "text_index": "text_embedding"}
-
-
 @dataclass(frozen=True)
 class IndexParams:
-    """vector_similarity('hnsw', metric, 512, quantization, m, ef_construction); the seed's values."""
+    """vector_similarity('hnsw', metric, dim, quantization, m, ef_construction); the seed's values."""
     metric: str = "cosineDistance"
     quantization: str = "bf16"
     m: int = 64
     ef_construction: int = 256
 
-    def type_full(self) -> str:
-        return (f"vector_similarity('hnsw', '{self.metric}', 512, '{self.quantization}',"
+    def type_full(self, dim: int) -> str:
+        return (f"vector_similarity('hnsw', '{self.metric}', {dim}, '{self.quantization}',"
                 f" {self.m}, {self.ef_construction})")
 
 
@@ -38,25 +36,26 @@ QUANTIZATION_BYTES = {"f64": 8, "f32": 4, "f16": 2, "bf16": 2, "i8": 1, "b1": 1 
 CACHE_PER_INDEX_BYTE = 1.24  # the index cache held 1.24x the index files, measured here (2026-11)
 
 
-def index_bytes(rows: int, params: IndexParams) -> int:
+def index_bytes(rows: int, params: IndexParams, dim: int) -> int:
     """One column's HNSW index in memory: ClickHouse's formula, N x dim x bytes(quantization) +
     N x M x 8, which matched the index files here within ~21 bytes per row."""
-    return int(rows * (512 * QUANTIZATION_BYTES[params.quantization] + params.m * 8))
+    return int(rows * (dim * QUANTIZATION_BYTES[params.quantization] + params.m * 8))
 
 
 def check_capacity(ch: ClickHouse, params: IndexParams) -> None:
-    """Before hours of build: refuse a part whose two graphs cannot be built within the server's
-    memory limit, and warn when the index cache cannot hold every graph (each query would then read
-    the graphs from disk: 3x slower than brute force was measured). `python -m laion_ingest plan`
-    gives the same numbers for a shard range."""
+    """Before hours of build: refuse a part whose graphs cannot be built within the server's memory
+    limit, and warn when the index cache cannot hold every graph (each query would then read the
+    graphs from disk: 3x slower than brute force was measured). `python -m laion_ingest plan` gives the
+    same numbers for a shard range."""
     rows, largest, cache, memory = ch.run("index_capacity")[0]
-    build = 2 * index_bytes(largest or 0, params)  # one mutation builds both of a part's graphs
+    graphs, dim = len(ch.dataset.vectors), ch.dataset.dim  # one mutation builds all of a part's graphs
+    build = graphs * index_bytes(largest or 0, params, dim)
     if memory and build > memory:
         raise PermanentError(
-            f"the largest part ({largest:,} rows) needs about {build / 1e9:,.1f} GB to build both graphs with"
-            f" {params.type_full()}, over the server's memory limit of {memory / 1e9:,.1f} GB"
+            f"the largest part ({largest:,} rows) needs about {build / 1e9:,.1f} GB to build its {graphs} graph(s)"
+            f" with {params.type_full(dim)}, over the server's memory limit of {memory / 1e9:,.1f} GB"
             " (max_server_memory_usage): choose a smaller M or quantization, or give ClickHouse more memory")
-    cached = int(2 * index_bytes(rows or 0, params) * CACHE_PER_INDEX_BYTE)
+    cached = int(graphs * index_bytes(rows or 0, params, dim) * CACHE_PER_INDEX_BYTE)
     if cached > cache:
         log.warning("the vector indexes of %s rows need about %.1f GB of index cache to be searched without"
                     " reading graphs from disk on every query, and vector_similarity_index_cache_size is %.1f GB:"
@@ -64,22 +63,23 @@ def check_capacity(ch: ClickHouse, params: IndexParams) -> None:
 
 
 def add_indexes(ch: ClickHouse, params: IndexParams) -> list[str]:
-    """Declare both indexes (on every node of a cluster); returns the ones some node lacked. An
-    existing index with other parameters is an error rather than a silent rebuild of hours of work.
+    """Declare the dataset's indexes (on every node of a cluster); returns the ones some node lacked.
+    An existing index with other parameters is an error rather than a silent rebuild of hours of work.
     Checks the capacity first."""
     missing: list[str] = []
+    wanted = params.type_full(ch.dataset.dim)
     for node in ch.each_node():
         check_capacity(node, params)
         existing = {name: type_full for name, _, type_full in node.run("vector_index_definitions")}
-        for name in INDEXES:
-            if name in existing and existing[name].replace(" ", "") != params.type_full().replace(" ", ""):
+        for name in ch.dataset.indexes:
+            if name in existing and existing[name].replace(" ", "") != wanted.replace(" ", ""):
                 raise PermanentError(
-                    f"{_where(node)}index {name} exists as {existing[name]}, not {params.type_full()}; to rebuild"
+                    f"{_where(node)}index {name} exists as {existing[name]}, not {wanted}; to rebuild"
                     f" it with the new parameters run: ALTER TABLE {node.table} DROP INDEX {name}")
             if name not in existing and name not in missing:
                 missing.append(name)
     for name in missing:
-        ch.on_every_node("vector_index_add", name=name, column=INDEXES[name], **asdict(params))
+        ch.on_every_node("vector_index_add", name=name, column=ch.dataset.indexes[name], **asdict(params))
     return missing
 
 
@@ -87,7 +87,7 @@ def declared_params(ch: ClickHouse) -> IndexParams | None:
     """The parameters of the vector indexes declared on the first node that has them; None if none has."""
     for node in ch.each_node():
         for _, _, type_full in node.run("vector_index_definitions"):
-            found = re.fullmatch(r"vector_similarity\('hnsw',\s*'(\w+)',\s*512,\s*'(\w+)',"
+            found = re.fullmatch(r"vector_similarity\('hnsw',\s*'(\w+)',\s*\d+,\s*'(\w+)',"
                                  r"\s*(\d+),\s*(\d+)\)", type_full)
             if found:
                 metric, quantization, m, ef = found.groups()
@@ -105,10 +105,10 @@ def _where(node: ClickHouse) -> str:
 
 
 def build_indexes(ch: ClickHouse, params: IndexParams, poll_seconds: float = 5.0) -> list[int]:
-    """Declare both indexes and materialize them where missing; returns the shards indexed now."""
+    """Declare the indexes and materialize them where missing; returns the shards indexed now."""
     added = add_indexes(ch, params)
     if added:
-        log.info("added %s: %s", ", ".join(added), params.type_full())
+        log.info("added %s: %s", ", ".join(added), params.type_full(ch.dataset.dim))
     return materialize_indexes(ch, every_shard=bool(added), poll_seconds=poll_seconds)
 
 
@@ -132,8 +132,12 @@ def submit_builds(ch: ClickHouse, every_shard: bool = False) -> list[int]:
         mine = [int(p) for (p,) in node.run("loaded_partitions" if every_shard else "vector_index_pending")]
         if mine:
             log.info("%sbuilding vector indexes for %d shard(s): %s", _where(node), len(mine), mine)
-        for shard in mine:
-            node.run("vector_index_materialize", shard=shard)
+        names = list(node.dataset.indexes)
+        for shard in mine:  # both of a part's indexes in one mutation where it has two: the part is read once
+            if len(names) == 2:
+                node.run("vector_index_materialize", shard=shard, first=names[0], second=names[1])
+            else:
+                node.run("vector_index_materialize_one", shard=shard, name=names[0])
         shards += mine
     if not shards:
         log.info("every shard's part already has its vector indexes")

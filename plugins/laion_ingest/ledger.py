@@ -1,10 +1,12 @@
-"""The ledger: one row per attempt to load a shard (laion_ledger), and what it says now."""
+"""The ledger: one row per attempt to load a shard (laion_ledger, one per dataset), and what it says now."""
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 
+from laion_ingest import datasets, settings
 from laion_ingest.clickhouse import ClickHouse
+from laion_ingest.datasets import Dataset
 from laion_ingest.redaction import logger, redact
 
 log = logger(__name__)
@@ -12,8 +14,10 @@ log = logger(__name__)
 
 @dataclass
 class Attempt:
-    """One try at one shard; the pipeline fills it in as the stages go."""
+    """One try at one shard of a dataset (LAION_DATASET's unless given); the pipeline fills it in as the
+    stages go."""
     shard: int
+    dataset: Dataset = field(default_factory=lambda: datasets.get(settings.dataset()))
     try_number: int = 1
     run_id: str = ""
     started_at: float = field(default_factory=time.time)
@@ -38,7 +42,7 @@ def shard_status(ch: ClickHouse) -> list[dict]:
     """Each shard the ledger knows, as it stands; errors redacted again on the way out (a ledger
     written by an earlier version may hold what redaction now removes)."""
     names = ("shard", "loaded", "rows", "loaded_at", "last_outcome", "last_error", "max_try")
-    if not ch.run("table_exists", name="laion_ledger")[0][0]:
+    if not ch.run("table_exists", name=ch.dataset.ledger)[0][0]:
         return []  # nothing was ever loaded here (and a SELECT-only user cannot create the ledger)
     return [{**dict(zip(names, r, strict=True)), "last_error": redact(r[5])} for r in ch.run("shard_status")]
 

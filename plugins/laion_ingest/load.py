@@ -1,4 +1,4 @@
-"""Stage 3: put a converted shard into the `laion` table, replacing that shard as one unit.
+"""Stage 3: put a shard into its dataset's table (laion, ...), replacing that shard as one unit.
 
 The rows go into a private staging table first, are checked there (row count, unique ids, the
 right shard), merged into one part, and then swapped in with REPLACE PARTITION. So a reload never
@@ -17,14 +17,12 @@ from laion_ingest.redaction import logger
 
 log = logger(__name__)
 
-TABLE_BYTES_PER_ROW = 4_200  # a 1,000,448-row shard is 4.1 GB in laion (Float32 vectors; bench/RESULTS.md)
-
-
 def create_tables(ch: ClickHouse, node: ClickHouse | None = None) -> None:
-    """laion (on a cluster: laion_local and the Distributed laion on every node, or on `node` only)
-    and the ledger, on the connection's node. Every statement is IF NOT EXISTS, so running them again
-    is harmless: a shard's load runs them on its own node, which may have been down before."""
-    tables = [("create_laion", {})]
+    """The dataset's table (on a cluster: <table>_local and the Distributed <table> on every node, or
+    on `node` only) and its ledger, on the connection's node. Every statement is IF NOT EXISTS, so
+    running them again is harmless: a shard's load runs them on its own node, which may have been down
+    before."""
+    tables = [(ch.dataset.create_sql, {})]
     if ch.cluster:
         tables.append(("create_laion_distributed", {"cluster": ch.cluster, "database": ch.database}))
     for file, params in tables:
@@ -39,9 +37,9 @@ def load_shard(ch: ClickHouse, shard: int, parquet: Path, expected_rows: int) ->
     """Load one converted shard; returns its row count. Raises before touching laion on any mismatch."""
     started = time.monotonic()
     check_disk_space(ch, shard, expected_rows)
-    insert_sql, params = staging.stage(parquet, ch.is_server)
+    source, params = staging.stage(parquet, ch.is_server)
     try:
-        rows = publish(ch, shard, expected_rows, insert_sql, **params)
+        rows = publish(ch, shard, expected_rows, "stage_insert", {"source": source}, **params)
     finally:
         staging.unstage(parquet)
     if not ch.is_server:
@@ -51,17 +49,21 @@ def load_shard(ch: ClickHouse, shard: int, parquet: Path, expected_rows: int) ->
     return rows
 
 
-def publish(ch: ClickHouse, shard: int, expected_rows: int, insert_sql: str, **params) -> int:
+def publish(ch: ClickHouse, shard: int, expected_rows: int, insert_sql: str, fragments: dict | None = None,
+            check=None, **params) -> int:
     """Fill a private staging table with include/sql/<insert_sql>.sql, check that it holds exactly the
-    shard's expected rows, and swap it in for the shard's partition (REPLACE PARTITION)."""
-    stage = f"laion_stage_{shard}"
+    shard's expected rows with unique ids (and whatever `check(stage)` checks besides), and swap it in
+    for the shard's partition (REPLACE PARTITION)."""
+    stage = f"{ch.dataset.table}_stage_{shard}"
     ch.run("stage_create", stage=stage)
     try:
-        ch.run(insert_sql, stage=stage, shard=shard, **params)
+        ch.run(insert_sql, fragments, stage=stage, shard=shard, **params)
         rows, ids, shards = ch.run("stage_check", stage=stage)[0]
         if rows != expected_rows or ids != rows or list(shards) != [shard]:
             raise PermanentError(f"shard {shard}: staged {rows} rows, {ids} distinct ids, shards {shards};"
                                  f" expected {expected_rows} rows of shard {shard}")
+        if check:
+            check(stage)
         ch.run("stage_publish", stage=stage, shard=shard)
     except BaseException:
         ch.run("stage_drop", stage=stage)
@@ -83,7 +85,7 @@ def check_disk_space(ch: ClickHouse, shard: int, rows: int) -> None:
     """Refuse to start a load the engine's disk cannot hold: at its peak a reload has the staged
     parts, their merge and the shard it replaces on disk, about 3x the shard in the table. Transient:
     another load's cleanup or the operator may free space before the retry."""
-    need = 3 * rows * TABLE_BYTES_PER_ROW
+    need = 3 * rows * ch.dataset.table_bytes_per_row
     [(paths, free)] = ch.run("disk_free")
     if free < need:
         raise DiskSpaceError(f"shard {shard}: loading {rows:,} rows needs about {need / 1e9:,.1f} GB free on"

@@ -21,7 +21,7 @@ PATTERNS = [
     # scheme://user:password@host -> scheme://***@host
     (re.compile(r"\b([a-z][a-z0-9+.-]*://)[^/\s@'\"]+@", re.IGNORECASE), r"\1" + MASK + "@"),
     # key=value pairs naming a secret, in query strings, settings and messages
-    (re.compile(r"\b((?:[a-z_]*_)?(?:password|passwd|secret|token|secret_access_key|access_key_id|api_key)\s*=\s*)"
+    (re.compile(r"\b((?:[a-z_]*_)?(?:password|passwd|secret|token|secret_access_key|access_key_id|api_key|signature|credential)\s*=\s*)"
                 r"(?!\*\*\*)[^\s&'\",;)]+", re.IGNORECASE), r"\1" + MASK),
     (re.compile(r"\b(authorization:\s*(?:basic|bearer)\s+)\S+", re.IGNORECASE), r"\1" + MASK),
 ]

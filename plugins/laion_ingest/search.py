@@ -20,7 +20,6 @@ from laion_ingest.search_quality import chosen_settings
 
 log = logger(__name__)
 
-COLUMNS = ("image_embedding", "text_embedding")
 
 
 @dataclass(frozen=True)
@@ -75,14 +74,19 @@ MAX_FETCH_MULTIPLIER = 100  # beyond this the filter keeps under ~2 % of rows: s
 INDEX_LIMIT = 1000
 
 
-def search(ch: ClickHouse, target: list[float], column: str = "image_embedding", k: int = 10,
+def search(ch: ClickHouse, target: list[float], column: str | None = None, k: int = 10,
            exact: bool = False, filters: Filters = Filters(), ef: int | None = None,
            tuned: dict | None = None) -> list[Hit]:
-    """Top-k rows by cosine distance among those the filters keep; exact=True scans every row
-    instead of using the index. tuned: the index's search settings, by default tuned_settings(ch, ef):
-    what the latest `evaluate` chose, with ef as hnsw_candidate_list_size_for_search if given."""
-    if column not in COLUMNS:
-        raise ValueError(f"column must be one of {COLUMNS}, not {column!r}")
+    """Top-k rows by cosine distance among those the filters keep, in column (the dataset's image
+    vectors by default); exact=True scans every row instead of using the index. tuned: the index's
+    search settings, by default tuned_settings(ch, ef): what the latest `evaluate` chose, with ef as
+    hnsw_candidate_list_size_for_search if given. A target of another dimension than the dataset's is
+    refused before any SQL."""
+    column = vector_column(ch, column)
+    if len(target) != ch.dataset.dim:
+        raise SettingError(f"the query vector has {len(target)} values, but {ch.dataset.name}'s vectors are"
+                           f" {ch.dataset.dim}-d: encode it with {ch.dataset.model.name}"
+                           f" ({ch.dataset.model.setting}), the model that made them")
     condition, params = filters.condition()
     params.update(column=column, target=[float(x) for x in target], k=k)
     statement = with_condition("search_ann", condition)
@@ -118,10 +122,8 @@ def index_limit(k: int) -> dict:
 def with_condition(name: str, condition: str) -> str:
     """The one statement of include/sql/<name>.sql with its {condition} placeholder written in (true for
     none). Conditions are the fixed fragments of Filters.condition and evaluate, never input."""
-    [statement] = sql(name)
-    if "{condition}" not in statement:
-        raise ValueError(f"include/sql/{name}.sql has no {{condition}} placeholder")
-    return statement.replace("{condition}", condition or "true")
+    [statement] = sql(name, condition=condition or "true")
+    return statement
 
 
 def hits(ch: ClickHouse, statement: str, params: dict, **settings) -> list[Hit]:
@@ -135,10 +137,10 @@ def hits_rows(ch: ClickHouse, statement: str, params: dict, settings: dict) -> l
     return ch.query(statement, **params)
 
 
-def explain(ch: ClickHouse, target: list[float], column: str = "image_embedding", k: int = 10) -> str:
+def explain(ch: ClickHouse, target: list[float], column: str | None = None, k: int = 10) -> str:
     """EXPLAIN indexes = 1 of the search: names the vector index when ClickHouse uses it."""
     rows = hits_rows(ch, "EXPLAIN indexes = 1 " + with_condition("search_ann", ""),
-                     dict(column=column, target=[float(x) for x in target], k=k), index_limit(k))
+                     dict(column=vector_column(ch, column), target=[float(x) for x in target], k=k), index_limit(k))
     return "\n".join(r[0] for r in rows)
 
 
@@ -148,11 +150,27 @@ def recall(approximate: list[Hit], exact: list[Hit]) -> float:
     return len(truth & {h.id for h in approximate}) / len(truth) if truth else 1.0
 
 
-def row_vector(ch: ClickHouse, column: str, shard: int, row: int) -> list[float]:
+def vector_column(ch: ClickHouse, column: str | None) -> str:
+    """column, checked against the dataset's vector columns; by default its first (image) one."""
+    if column is None:
+        return ch.dataset.vectors[0]
+    if column not in ch.dataset.vectors:
+        raise SettingError(f"column: {column[:40]!r} is not one of {ch.dataset.name}'s vector columns,"
+                           f" {', '.join(ch.dataset.vectors)}")
+    return column
+
+
+def row_vector(ch: ClickHouse, column: str | None, shard: int, row: int) -> list[float]:
     """A stored vector, for a query like "rows whose images match this caption"."""
-    if column not in COLUMNS:
-        raise ValueError(f"column must be one of {COLUMNS}, not {column!r}")
-    rows = ch.run("row_vector", column=column, shard=shard, row=row)
+    rows = ch.run("row_vector", column=vector_column(ch, column), shard=shard, row=row)
     if not rows:
         raise LookupError(f"no row {row} in shard {shard}")
+    return rows[0][0]
+
+
+def id_vector(ch: ClickHouse, column: str | None, row_id: int) -> list[float]:
+    """The stored vector of the row with an id (the files' own id for laion_5b_100m)."""
+    rows = ch.run("id_vector", column=vector_column(ch, column), id=row_id)
+    if not rows:
+        raise LookupError(f"no row with id {row_id} in {ch.dataset.table}")
     return rows[0][0]

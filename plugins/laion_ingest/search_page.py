@@ -26,7 +26,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from laion_ingest.redaction import redact
 
-PAGE = (Path(__file__).with_name("search_page.html")).read_text()
+TEMPLATE = (Path(__file__).with_name("search_page.html")).read_text()
 MAX_K = 1000
 MAX_BODY_BYTES = 21 * 2**20  # the largest image the encoder takes (20 MiB) and the form's other fields
 
@@ -75,38 +75,53 @@ async def page(request: Request):
         await get_user(request, None, None)
     except HTTPException:  # not logged in: through Airflow's login and back
         return RedirectResponse(f"/auth/login?next={quote(str(request.url))}", status_code=303)
-    return PAGE
+    return _page()
+
+
+def _page() -> str:
+    """The page, its dataset picker listing the family with LAION_DATASET's selected."""
+    from laion_ingest import datasets, settings
+
+    default = settings.dataset()
+    options = "".join(f'<option value="{d.name}"{" selected" * (d.name == default)}>{d.name}</option>'
+                      for d in datasets.DATASETS.values())
+    return TEMPLATE.replace("<!-- datasets -->", options)
 
 
 @app.post("/api/search", dependencies=[Depends(requires_access_view(AccessView.PLUGINS))])
 def api_search(text: Annotated[str, Form()] = "", image: Annotated[UploadFile | None, File()] = None,
                k: Annotated[int, Form(ge=1, le=MAX_K)] = 20,
-               column: Annotated[str, Form(pattern="^(image|text)_embedding$")] = "image_embedding",
+               dataset: Annotated[str | None, Form()] = None,
+               against: Annotated[str, Form(pattern="^(images|captions)$")] = "images",
                nsfw: Annotated[list[str] | None, Form()] = None,
                min_similarity: Annotated[str | None, Form()] = None,
                min_width: Annotated[str | None, Form()] = None) -> dict:
     """Hits as JSON; a sync endpoint, so FastAPI runs the model and the query in its thread pool."""
-    from laion_ingest import clip
+    from laion_ingest import clip, datasets, settings
     from laion_ingest.clickhouse import ClickHouse
     from laion_ingest.errors import SettingError
     from laion_ingest.search import Filters, search, tuned_settings
 
     started = time.perf_counter()
     try:
+        chosen = datasets.get(dataset or settings.dataset())
+        column = chosen.vectors[0] if against == "images" else "text_embedding"
+        if column not in chosen.vectors:
+            raise SettingError(f"against: {chosen.name} has no caption vectors to search; search its images")
         filters = Filters(tuple(nsfw or ()), min_similarity or None, min_width or None)
         if image is not None and image.filename:
             data = image.file.read(clip.MAX_IMAGE_BYTES + 1)
             if len(data) > clip.MAX_IMAGE_BYTES:
                 raise HTTPException(413, f"{image.filename}: larger than {clip.MAX_IMAGE_BYTES // 2**20} MiB")
-            target = clip.image_encoder()([data])[0]
+            target = clip.image_encoder(chosen.model)([data])[0]
         elif text.strip():
-            target = clip.text_encoder()([text])[0]
+            target = clip.text_encoder(chosen.model)([text])[0]
         else:
             raise HTTPException(400, "type a text or choose an image")
     except (clip.ClipError, SettingError) as exc:
         raise HTTPException(400, redact(exc)) from None
     encoded = time.perf_counter()
-    with ClickHouse() as ch:
+    with ClickHouse(chosen) as ch:
         tuned = tuned_settings(ch)
         hits = search(ch, target, column, k, filters=filters, tuned=tuned)
     return {"hits": [h.__dict__ for h in hits], "settings": tuned, "encode_ms": round(1000 * (encoded - started), 1),

@@ -18,8 +18,6 @@ from urllib.parse import urlsplit
 from laion_ingest.errors import SettingError
 from laion_ingest.redaction import redact
 
-LAION_URL = "https://deploy.laion.ai/8f83b608504d46bb81708ec86e912220/embeddings/"
-SHARD_COUNT = 410  # img_emb_0 .. img_emb_409
 MAX_URL_LENGTH = 2048
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -52,8 +50,9 @@ def _n(x: float) -> str:
 
 
 def source_url_value(name: str, url: str) -> str:
-    """An http(s) base URL without credentials, of sane length; refused naming `name`, the password
-    masked. Credentials belong in the Airflow connection LAION_SOURCE_CONN_ID."""
+    """An http(s) or s3:// base URL without credentials, of sane length; refused naming `name`, the
+    password masked. Credentials belong in Airflow connections: LAION_SOURCE_CONN_ID for an
+    authenticated mirror, LAION_S3_CONN_ID for a bucket."""
     shown = redact(url)[:200]
     if len(url) > MAX_URL_LENGTH:
         raise SettingError(f"{name}: a URL of {len(url):,} characters is longer than {MAX_URL_LENGTH:,}")
@@ -62,8 +61,8 @@ def source_url_value(name: str, url: str) -> str:
         parts.port  # noqa: B018  raises on a port that is not a number
     except ValueError as exc:
         raise SettingError(f"{name}: {shown!r} is not a URL ({exc})") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SettingError(f"{name} must be an http:// or https:// URL, not {shown!r}")
+    if parts.scheme not in ("http", "https", "s3") or not parts.hostname:
+        raise SettingError(f"{name} must be an http://, https:// or s3:// URL, not {shown!r}")
     if parts.username is not None or parts.password is not None:
         raise SettingError(f"{name} {shown} carries credentials: remove them from the URL and put them in"
                            " an Airflow connection named by LAION_SOURCE_CONN_ID (login and password)")
@@ -96,11 +95,22 @@ def _data_home() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
 
 
-# The source.
+# The dataset and its source.
 
-def source_url() -> str:
-    """Base URL holding img_emb/, text_emb/ and metadata/; LAION_SOURCE_URL switches it to a mirror."""
-    return source_url_value("LAION_SOURCE_URL", _text("LAION_SOURCE_URL") or LAION_URL)
+def dataset() -> str:
+    """The dataset a run or a command works on unless told otherwise (LAION_DATASET, laion400m)."""
+    from laion_ingest.datasets import get
+
+    return get(_text("LAION_DATASET") or "laion400m").name
+
+
+def source_url(dataset_name: str) -> str:
+    """The folder holding a dataset's files: LAION_SOURCE_URL, a mirror of LAION_DATASET's, for that
+    dataset; the dataset's public location for the others."""
+    from laion_ingest.datasets import get
+
+    mirror = _text("LAION_SOURCE_URL") if dataset_name == dataset() else None
+    return source_url_value("LAION_SOURCE_URL", mirror) if mirror else get(dataset_name).default_url
 
 
 def source_conn_id() -> str | None:
@@ -226,9 +236,10 @@ def index_timeout_hours() -> float:
 
 # The CLIP query encoders and their SQL functions.
 
-def clip_model_dir() -> Path | None:
-    """text/ and vision/ of the query model (LAION_CLIP_MODEL_DIR); unset: the hub's download."""
-    text = _text("LAION_CLIP_MODEL_DIR")
+def clip_model_dir(setting: str) -> Path | None:
+    """text/ and vision/ of a query model: LAION_CLIP_MODEL_DIR for ViT-B/32, LAION_CLIP_L14_MODEL_DIR
+    for ViT-L/14 (datasets.MODELS); unset: the hub's download, where one is published."""
+    text = _text(setting)
     return Path(text) if text else None
 
 
@@ -238,10 +249,11 @@ def clip_threads() -> int:
     return _number("LAION_CLIP_THREADS", 4, low=1, high=256, whole=True)
 
 
-def clip_memory_mb() -> int:
-    """Memory ceiling of one encode_text()/encode_image() process, MiB (LAION_CLIP_MEMORY_MB, 2048:
-    ViT-B/32's image process peaks at ~1 GiB with batches of 64, docs/security.md)."""
-    return _number("LAION_CLIP_MEMORY_MB", 2048, low=128, high=1 << 20, whole=True)
+def clip_memory_mb(default: int | None) -> int | None:
+    """Memory ceiling of one SQL function process, MiB (LAION_CLIP_MEMORY_MB; the default is the
+    model's: 2048 for ViT-B/32, whose image process peaks at ~1 GiB, 6144 for ViT-L/14, ~4.3 GiB;
+    docs/security.md)."""
+    return _number("LAION_CLIP_MEMORY_MB", default, low=128, high=1 << 20, whole=True)
 
 
 def clip_deadline_seconds() -> float:

@@ -1,4 +1,8 @@
-"""Where a converted shard waits for ClickHouse to read it: a local file, or an S3 object.
+"""Where ClickHouse reads a Parquet file from, and where a converted shard waits for it.
+
+`parquet_source()` is the one place that says how ClickHouse reads a Parquet file: file() for a
+local path, url() for http(s), s3() for s3://bucket/key. It answers the table function, written in
+for {source} in the SQL files that read one, and its parameters; the credentials stay parameters.
 
 The embedded engine reads the local file directly. A ClickHouse server cannot see the Airflow
 worker's disk (its file() reads only the server's own user_files), so with a server
@@ -85,20 +89,36 @@ def require_reachable(is_server: bool) -> None:
             f" Airflow connection {settings.s3_conn_id()}) so that shards are staged where the server reads them")
 
 
+def parquet_source(location: str, fmt: str = "Parquet") -> tuple[str, dict]:
+    """The table function that reads a Parquet file (fmt ParquetMetadata: its footer only), and its
+    parameters: file() for a local path, url() for http(s), s3() for s3://bucket/key, with the S3
+    connection's credentials or, with LAION_S3_NAMED_COLLECTION, the server's own."""
+    scheme = urlparse(location).scheme
+    if scheme in ("http", "https"):
+        return f"url({{url:String}}, {fmt})", {"url": location}
+    if scheme != "s3":
+        return f"file({{path:String}}, {fmt})", {"path": str(Path(location).resolve())}
+    target = s3_target(location.rsplit("/", 1)[0])
+    url = target.http_url(location.rsplit("/", 1)[1])
+    collection = settings.s3_named_collection()
+    if collection:
+        return f"s3({{collection:Identifier}}, url = {{url:String}}, format = '{fmt}')", {"collection": collection,
+                                                                                          "url": url}
+    return (f"s3({{url:String}}, {{access_key_id:String}}, {{secret_access_key:String}}, {fmt})",
+            {"url": url, "access_key_id": target.access_key_id, "secret_access_key": target.secret_access_key})
+
+
 def stage(local: Path, is_server: bool) -> tuple[str, dict]:
-    """Make a converted file readable by ClickHouse: (SQL file name, its query parameters)."""
+    """Make a converted file readable by ClickHouse: (its parquet_source, uploaded to
+    LAION_STAGING_URL for a server)."""
     require_reachable(is_server)
     url = settings.staging_url()
     if not url:
-        return "stage_insert_file", {"path": str(Path(local).resolve())}
+        return parquet_source(str(local))
     target = s3_target(url)
     log.info("uploading %s to s3://%s/%s", local.name, target.bucket, target.key(local.name))
     target.client().upload_file(str(local), target.bucket, target.key(local.name))
-    collection = settings.s3_named_collection()
-    if collection:
-        return "stage_insert_s3_collection", {"url": target.http_url(local.name), "collection": collection}
-    return "stage_insert_s3", {"url": target.http_url(local.name), "access_key_id": target.access_key_id,
-                               "secret_access_key": target.secret_access_key}
+    return parquet_source(f"s3://{target.bucket}/{target.key(local.name)}")
 
 
 def unstage(local: Path) -> None:

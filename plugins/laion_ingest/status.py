@@ -4,27 +4,28 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from laion_ingest import settings
 from laion_ingest.clickhouse import ClickHouse
+from laion_ingest.datasets import Dataset
 from laion_ingest.ledger import differing_shards, shard_status
 
 
-def collect() -> dict:
+def collect(dataset: Dataset) -> dict:
     """Read only, so a SELECT-only user can watch a load; a database without the tables is "nothing
     loaded yet", not an error."""
-    with ClickHouse() as ch:
+    with ClickHouse(dataset) as ch:
         shards = shard_status(ch)
         differing = differing_shards(ch, shards)
-        table_rows = ch.run("table_rows")[0][0] if ch.run("table_exists", name="laion")[0][0] else 0
+        table_rows = ch.run("table_rows")[0][0] if ch.run("table_exists", name=dataset.table)[0][0] else 0
     loaded = [s for s in shards if s["loaded"] and s["shard"] not in differing]
     failing = [s for s in shards if s["last_outcome"] == "failed"]
     return {
-        "shards_total": settings.SHARD_COUNT,
+        "dataset": dataset.name,
+        "shards_total": dataset.shards,
         "shards_loaded": len(loaded),
         "rows_in_table": table_rows,
         "failing": [{"shard": s["shard"], "tries": s["max_try"], "last_error": s["last_error"]} for s in failing],
         "differing": [{"shard": shard, "problem": how} for shard, how in differing.items()],
-        "eta_seconds": _eta(sorted(s["loaded_at"] for s in loaded), settings.SHARD_COUNT - len(loaded)),
+        "eta_seconds": _eta(sorted(s["loaded_at"] for s in loaded), dataset.shards - len(loaded)),
     }
 
 
@@ -39,12 +40,12 @@ def _eta(loaded_at: list[datetime], remaining: int, window: int = 20) -> float |
     return remaining * span / (len(recent) - 1) if span > 0 else None
 
 
-def report(as_json: bool = False) -> str:
-    s = collect()
+def report(dataset: Dataset, as_json: bool = False) -> str:
+    s = collect(dataset)
     if as_json:
         return json.dumps(s, indent=2)
-    lines = [f"shards loaded: {s['shards_loaded']} of {s['shards_total']}",
-             f"rows in laion: {s['rows_in_table']:,}"]
+    lines = [f"{dataset.name}: shards loaded: {s['shards_loaded']} of {s['shards_total']}",
+             f"rows in {dataset.table}: {s['rows_in_table']:,}"]
     eta = s["eta_seconds"]
     lines.append("ETA: " + ("done" if eta == 0 else "unknown (fewer than 2 recent loads)" if eta is None
                             else f"{eta / 3600:.1f} h at the recent pace"))

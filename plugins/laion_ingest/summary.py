@@ -3,6 +3,7 @@ and whether the vector indexes were built. It is the run's last task, so its out
 from __future__ import annotations
 
 from laion_ingest.clickhouse import ClickHouse
+from laion_ingest.datasets import Dataset
 from laion_ingest.errors import PermanentError
 from laion_ingest.redaction import logger, redact
 
@@ -14,12 +15,15 @@ class RunFailed(PermanentError):
     change what happened upstream; the message says what to re-run."""
 
 
-def summarize(run_id: str, first: int, last: int, planned: list[int], indexes_built: bool = True) -> dict:
+def summarize(run_id: str, dataset: Dataset, first: int, last: int, planned: list[int],
+              indexes_built: bool = True) -> dict:
     """Log a line per shard and return the summary; raise RunFailed if any planned shard failed or
     the index stage did not finish (indexes_built False)."""
-    with ClickHouse() as ch:
+    with ClickHouse(dataset) as ch:
         outcomes = {r[0]: r[1:] for r in ch.run("run_summary", run_id=run_id)}
-    summary = {"loaded": [], "skipped": [s for s in range(first, last + 1) if s not in planned], "failed": []}
+    todo = set(planned)
+    summary = {"dataset": dataset.name, "loaded": [], "failed": [],
+               "skipped": [s for s in range(first, last + 1) if s not in todo]}
     for shard in planned:
         outcome, stage, rows, seconds, error, tries = outcomes.get(
             shard, ("failed", "?", 0, 0.0, "no result recorded", 0))

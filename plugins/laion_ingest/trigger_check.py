@@ -1,31 +1,62 @@
-"""Refuse a laion_ingest run whose shard range is backwards, when it is triggered.
+"""What a laion_ingest run's conf means, and the API server's refusal of one that means nothing.
 
-Airflow validates each Param against its own JSON schema at trigger time (so a shard outside
-0..409 gets HTTP 400 naming the param), but it has no check across params. This ASGI middleware,
-installed in the API server by plugins/laion_ingest_plugin.py, adds the one we need: a trigger of
-laion_ingest (the UI's trigger form posts to the same REST endpoint) with first_shard > last_shard
-gets HTTP 400 and a message naming both params, instead of a run that fails halfway.
+`run_range(conf)` resolves a conf: the dataset (LAION_DATASET's by default), the shard range in the
+dataset's own numbering (the whole dataset by default) and the source (the dataset's own by
+default); it refuses, naming the param, a range outside the dataset, a backwards one, or a shard
+written as 2.0. Airflow validates each Param against its JSON schema at trigger time, but a Param's
+schema cannot depend on another (the range on the dataset): this ASGI middleware, installed in the
+API server by plugins/laion_ingest_plugin.py, adds that check, so a trigger of laion_ingest (the
+UI's form posts to the same REST endpoint) with such a range gets HTTP 400 and the reason, instead
+of a run that fails halfway. The DAG's plan task runs the same check for `airflow dags test`.
 """
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
-from laion_ingest.settings import SHARD_COUNT
+from laion_ingest import datasets, settings
+from laion_ingest.datasets import Dataset
+from laion_ingest.errors import SettingError
 
 DAG_ID = "laion_ingest"
 
 
-def shard_range_problem(conf: dict) -> str | None:
-    """Why first_shard/last_shard (defaults 0 and 409) do not form a range of shard numbers, or None."""
-    first, last = conf.get("first_shard", 0), conf.get("last_shard", SHARD_COUNT - 1)
+@dataclass(frozen=True)
+class RunRange:
+    dataset: Dataset
+    first: int
+    last: int
+    source_url: str
+
+
+def run_range(conf: dict) -> RunRange:
+    """The conf's dataset, range and source, checked; a SettingError naming the param otherwise."""
+    dataset = datasets.get(conf.get("dataset") or settings.dataset())
+    first, last = conf.get("first_shard", 0), conf.get("last_shard")
+    last = dataset.shards - 1 if last is None else last
     for name, value in (("first_shard", first), ("last_shard", last)):
         # JSON Schema counts 2.0 as an integer, so the Param's own check lets it through.
         if isinstance(value, float):
-            return f"Invalid input for param {name}: {value!r} is not a whole number (write {int(value)})"
-    if isinstance(first, int) and isinstance(last, int) and first > last:
-        return (f"Invalid input for params first_shard and last_shard: first_shard ({first}) is after"
-                f" last_shard ({last})")
-    return None  # anything else is the per-param schema's to judge
+            raise SettingError(f"Invalid input for param {name}: {value!r} is not a whole number (write {int(value)})")
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise SettingError(f"Invalid input for param {name}: {value!r} is not a shard number")
+    if not (0 <= first < dataset.shards and 0 <= last < dataset.shards):
+        raise SettingError(f"Invalid input for params first_shard and last_shard: {dataset.name}'s shards are"
+                           f" 0..{dataset.shards - 1}, not {first}..{last}")
+    if first > last:
+        raise SettingError(f"Invalid input for params first_shard and last_shard: first_shard ({first}) is after"
+                           f" last_shard ({last})")
+    source = conf.get("source_url") or settings.source_url(dataset.name)
+    return RunRange(dataset, first, last, settings.source_url_value("source_url", source))
+
+
+def shard_range_problem(conf: dict) -> str | None:
+    """Why the conf's range does not fit its dataset, or None."""
+    try:
+        run_range(conf)
+    except SettingError as exc:
+        return str(exc)
+    return None
 
 
 class ShardRangeCheck:

@@ -1,5 +1,5 @@
-"""The worker's disk: each shard's files under <work dir>/shard_<N>/, how many shards of a run hold
-files at once, and the space they will need.
+"""The worker's disk: each shard's files under <work dir>/<dataset>/shard_<N>/, how many shards of a
+run hold files at once, and the space they will need.
 
 A shard's directory is in flight from its fetch until its load deletes it (or its task fails for
 good). It holds a note, `in_flight.json`: the run that works on it and the bytes it holds at its
@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from laion_ingest import settings
+from laion_ingest.datasets import Dataset
 from laion_ingest.errors import DiskSpaceError
 from laion_ingest.redaction import logger
 
@@ -29,16 +30,16 @@ class NoTurnYet(Exception):
     """The run already has its LAION_MAX_SHARDS_IN_FLIGHT shards holding files; try again later."""
 
 
-def shard_dir(shard: int) -> Path:
-    return settings.work_dir() / f"shard_{shard}"
+def shard_dir(dataset: Dataset, shard: int) -> Path:
+    return settings.work_dir() / dataset.name / f"shard_{shard}"
 
 
-def shard_files_held(shard: int):
+def shard_files_held(dataset: Dataset, shard: int):
     """Hold the shard's work directory while a stage uses it: two processes working on one shard
     (a run and the command line, say) take turns instead of appending to the same download or
     deleting the file the other is loading. The lock file lives outside the directory, which a load
     deletes."""
-    return _held(f"shard_{shard}")
+    return _held(f"{dataset.name}_shard_{shard}")
 
 
 @contextmanager
@@ -50,10 +51,10 @@ def _held(name: str):
         yield
 
 
-def take_turn(shard: int, run_id: str, limit: int) -> None:
+def take_turn(dataset: Dataset, shard: int, run_id: str, limit: int) -> None:
     """Mark the shard in flight for run_id, or raise NoTurnYet while `limit` other shards of that run
     hold files. Shards of other runs (leftovers of a killed run) take disk but no turn."""
-    mine = shard_dir(shard)
+    mine = shard_dir(dataset, shard)
     with _held("work_space"):
         if _note(mine).get("run_id") == run_id:
             return
@@ -64,13 +65,13 @@ def take_turn(shard: int, run_id: str, limit: int) -> None:
         _write_note(mine, run_id, 0)
 
 
-def reserve(shard: int, run_id: str, sizes: dict[str, int | None]) -> None:
+def reserve(dataset: Dataset, shard: int, run_id: str, sizes: dict[str, int | None]) -> None:
     """Refuse to start a shard whose files the work directory cannot hold at their fullest, with
     what the other shards in flight have still to write; else note what this one will grow to."""
     unknown = [name for name, size in sizes.items() if size is None]
     if unknown:
         log.warning("shard %d: the server gives no size for %s; the space check leaves them out", shard, unknown)
-    mine = shard_dir(shard)
+    mine = shard_dir(dataset, shard)
     fullest = 2 * sum(size or 0 for size in sizes.values())
     with _held("work_space"):
         others = sum(_yet_to_write(d) for d in _shard_dirs() if d != mine)
@@ -85,15 +86,16 @@ def reserve(shard: int, run_id: str, sizes: dict[str, int | None]) -> None:
         _write_note(mine, run_id, fullest)
 
 
-def discard(shard: int) -> None:
+def discard(dataset: Dataset, shard: int) -> None:
     """Delete the shard's directory (its task failed for good: a re-run fetches it again)."""
-    with shard_files_held(shard):
-        shutil.rmtree(shard_dir(shard), ignore_errors=True)
-    log.info("shard %d: its files in %s are deleted", shard, shard_dir(shard))
+    with shard_files_held(dataset, shard):
+        shutil.rmtree(shard_dir(dataset, shard), ignore_errors=True)
+    log.info("shard %d: its files in %s are deleted", shard, shard_dir(dataset, shard))
 
 
 def _shard_dirs() -> list[Path]:
-    return [d for d in settings.work_dir().glob("shard_*") if d.is_dir()]
+    """Every shard's directory, of every dataset: they share the disk."""
+    return [d for d in settings.work_dir().glob("*/shard_*") if d.is_dir()]
 
 
 def _note(folder: Path) -> dict:

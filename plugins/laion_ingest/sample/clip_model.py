@@ -24,15 +24,16 @@ WORDS = ["a", "an", "the", "and", "of", "with", "photo", "picture", *mirror.ADJE
 POOL = 28  # 224 / 28 = 8x8 cells of average colour
 
 
-def write_model(out: Path, seed: int = 0) -> Path:
-    """Write text/ and vision/ under out (idempotent); returns out."""
+def write_model(out: Path, seed: int = 0, dim: int = 512) -> Path:
+    """Write text/ and vision/ under out (idempotent) for vectors of `dim` (512 as ViT-B/32's, 768 as
+    ViT-L/14's, matching the sample mirror of that dimension); returns out."""
     out = Path(out)
     (out / "text").mkdir(parents=True, exist_ok=True)
     (out / "vision").mkdir(parents=True, exist_ok=True)
     _tokenizer().save(str(out / "text" / "tokenizer.json"))
-    rng = np.random.default_rng([seed, 512])
-    _save(_text_graph(_token_embeddings(rng, seed)), out / "text" / "model.onnx")
-    _save(_vision_graph(rng.standard_normal((3 * (224 // POOL) ** 2, mirror.DIM)).astype(np.float32)),
+    rng = np.random.default_rng([seed, dim])
+    _save(_text_graph(_token_embeddings(rng, seed, dim), dim), out / "text" / "model.onnx")
+    _save(_vision_graph(rng.standard_normal((3 * (224 // POOL) ** 2, dim)).astype(np.float32), dim),
           out / "vision" / "model.onnx")
     return out
 
@@ -50,17 +51,17 @@ def _tokenizer():
     return tokenizer
 
 
-def _token_embeddings(rng: np.random.Generator, seed: int) -> np.ndarray:
+def _token_embeddings(rng: np.random.Generator, seed: int, dim: int) -> np.ndarray:
     """Small random vectors; a noun's is the mean direction of its clusters' centres."""
-    table = rng.standard_normal((len(SPECIAL) + len(WORDS), mirror.DIM)).astype(np.float32) * 0.02
-    centres = mirror.cluster_centres(seed)
+    table = rng.standard_normal((len(SPECIAL) + len(WORDS), dim)).astype(np.float32) * 0.02
+    centres = mirror.cluster_centres(seed, dim)
     for n, noun in enumerate(mirror.NOUNS):
         direction = centres[n::len(mirror.NOUNS)].sum(axis=0)
         table[len(SPECIAL) + WORDS.index(noun)] = direction / np.linalg.norm(direction)
     return table
 
 
-def _text_graph(table: np.ndarray):
+def _text_graph(table: np.ndarray, dim: int):
     from onnx import TensorProto, helper, numpy_helper
 
     nodes = [
@@ -74,11 +75,11 @@ def _text_graph(table: np.ndarray):
               for name in ("input_ids", "attention_mask")]
     weights = [numpy_helper.from_array(table, "table"), numpy_helper.from_array(np.array([2], np.int64), "axis2"),
                numpy_helper.from_array(np.array([1], np.int64), "axis1")]
-    output = helper.make_tensor_value_info("text_embeds", TensorProto.FLOAT, ["batch", mirror.DIM])
+    output = helper.make_tensor_value_info("text_embeds", TensorProto.FLOAT, ["batch", dim])
     return helper.make_graph(nodes, "tiny_clip_text", inputs, [output], weights)
 
 
-def _vision_graph(projection: np.ndarray):
+def _vision_graph(projection: np.ndarray, dim: int):
     from onnx import TensorProto, helper, numpy_helper
 
     nodes = [
@@ -87,7 +88,7 @@ def _vision_graph(projection: np.ndarray):
         helper.make_node("MatMul", ["flat", "projection"], ["image_embeds"]),
     ]
     pixels = helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, ["batch", 3, 224, 224])
-    output = helper.make_tensor_value_info("image_embeds", TensorProto.FLOAT, ["batch", mirror.DIM])
+    output = helper.make_tensor_value_info("image_embeds", TensorProto.FLOAT, ["batch", dim])
     return helper.make_graph(nodes, "tiny_clip_vision", [pixels], [output],
                              [numpy_helper.from_array(projection, "projection")])
 

@@ -1,24 +1,29 @@
-"""Synthetic LAION-400M mirror for tests, quickstart and benchmarks.
+"""Synthetic mirrors of the LAION family for tests, quickstart and benchmarks, in each dataset's
+published layout, file formats and metadata schema (datasets.py), so the pipeline cannot tell the
+difference:
 
-Writes the same layout, file formats and metadata schema as
-https://the-eye.eu/public/AI/cah/laion400m-met-release/laion400m-embeddings/
-so the pipeline cannot tell the difference:
+    laion400m:     img_emb/img_emb_{N}.npy, text_emb/text_emb_{N}.npy (float16, (rows, 512), unit rows)
+                   and metadata/metadata_{N}.parquet (LAION-400M's 15 columns)
+    laion2b-en:    the same with 768-d vectors, 4-digit part numbers and laion2B-en-metadata/ (LAION-5B's
+                   columns: md5, no shard_id); laion2b-multi and laion1b-nolang: no text_emb/
+    laion5b-100m:  laion5b_100m_part_{K}_of_10.parquet, ClickHouse's columns with a 768-d `vector`
+                   list, ids increasing from (K - 1) * 10,000,000, two row groups per slice
 
-    out_dir/img_emb/img_emb_{N}.npy          float16 (rows, 512), unit-norm rows
-    out_dir/text_emb/text_emb_{N}.npy        float16 (rows, 512), unit-norm rows
-    out_dir/metadata/metadata_{N}.parquet    the 15 LAION-400M columns
-
-Row i of the three files describes the same sample. Everything is derived
-from (seed, shard), so regenerating a shard reproduces it byte for byte.
+Row i of a part's files describes the same sample. Everything is derived from (seed, shard), so
+regenerating a shard reproduces it byte for byte.
 """
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-DIM = 512
+from laion_ingest import datasets
+from laion_ingest.datasets import SLICES_PER_FILE
+
 # Rows generated per step (and metadata row-group size). Bounds memory: the
 # work buffers take ~40 MB, and a 1M-row shard peaks at ~220 MB RSS, ~130 MB
 # of which is numpy/pyarrow/pandas themselves.
@@ -26,11 +31,10 @@ CHUNK = 8_192
 # Clusters shared by all shards, so nearest-neighbour search has real
 # structure and ANN recall measured on one shard means something.
 CLUSTERS = 128
-# Per-dimension noise; the noise vector's norm is ~0.7 of the unit centre, so
-# rows have cosine ~0.8 to their centre and ~0 to other clusters.
-IMG_NOISE = 0.7 / np.sqrt(DIM)
-# Text = image + noise; gives a cosine of ~0.75 between a row's two embeddings.
-TEXT_NOISE = 0.9 / np.sqrt(DIM)
+# The noise vector's norm is ~0.7 of the unit centre, so rows have cosine ~0.8 to their centre and
+# ~0 to other clusters; text = image + noise of ~0.9, a cosine of ~0.75 between a row's two vectors.
+IMG_NOISE, TEXT_NOISE = 0.7, 0.9
+PARQUET_ID_BASE = 10_000_000  # laion5b-100m: file K's ids start at (K - 1) * this
 
 SCHEMA = pa.schema(
     [
@@ -51,6 +55,13 @@ SCHEMA = pa.schema(
         ("original_height", pa.int64()),
     ]
 )
+
+PARQUET_SCHEMA = pa.schema([
+    ("id", pa.uint32()), ("image_path", pa.string()), ("caption", pa.string()), ("NSFW", pa.string()),
+    ("similarity", pa.float32()), ("LICENSE", pa.string()), ("url", pa.string()), ("key", pa.string()),
+    ("status", pa.string()), ("width", pa.int32()), ("height", pa.int32()), ("original_width", pa.int32()),
+    ("original_height", pa.int32()), ("exif", pa.string()), ("md5", pa.string()), ("vector", pa.list_(pa.float32())),
+])
 
 LONG_CAPTION = "Long caption: " + "lorem ipsum dolor sit amet, consectetur adipiscing elit; " * 72
 # Captions that break naive CSV/TSV/JSON quoting. Special k sits on every row
@@ -89,24 +100,35 @@ def shard_rows(rows: int, shard: int) -> int:
 
 
 def generate_mirror(out_dir, shards=range(4), rows: int = 20_000, seed: int = 0,
-                    image_url: str | None = None) -> dict[int, int]:
-    """Write the given shards under out_dir; return {shard: actual row count}. Image URLs point at
-    image_url (a MirrorServer's url, which draws /photos/<key>.jpg) or at example.com's hosts."""
-    return {shard: generate_shard(out_dir, shard, rows, seed, image_url) for shard in shards}
+                    image_url: str | None = None, dataset: str = "laion400m") -> dict[int, int]:
+    """Write the given shards of a dataset's layout under out_dir; return {shard: actual row count}.
+    Image URLs point at image_url (a MirrorServer's url, which draws /photos/<key>.jpg) or at
+    example.com's hosts. For laion5b-100m the unit written is a file: every file that holds one of
+    the shards, whole."""
+    d = datasets.get(dataset)
+    if d.layout == "parquet":
+        counts: dict[int, int] = {}
+        for part in sorted({shard // SLICES_PER_FILE for shard in shards}):
+            counts.update(generate_parquet_file(out_dir, d, part, rows, seed, image_url))
+        return {shard: counts[shard] for shard in shards}
+    return {shard: generate_shard(out_dir, shard, rows, seed, image_url, d) for shard in shards}
 
 
-def sample_mirror(out_dir, shards: int, rows: int, image_url: str | None = None) -> Path:
-    """Shards 0..shards-1 under out_dir, generated unless a previous run finished them (the last
-    shard's metadata is written last); the quickstart's, `make ui`'s and bench/search.py's sample."""
+def sample_mirror(out_dir, shards: int, rows: int, image_url: str | None = None, dataset: str = "laion400m") -> Path:
+    """Shards 0..shards-1 of a dataset under out_dir, generated unless a previous run finished them
+    (a marker file is written last); the quickstart's, `make ui`'s and bench/search.py's sample."""
     out = Path(out_dir)
-    if not (out / "metadata" / f"metadata_{shards - 1}.parquet").exists():
-        print(f"generating {shards} shards of ~{rows:,} rows in {out} ...", flush=True)
-        generate_mirror(out, range(shards), rows, image_url=image_url)
+    done = out / f".generated-{dataset}-{shards}-{rows}"
+    if not done.exists():
+        print(f"generating {shards} shards of ~{rows:,} rows of {dataset} in {out} ...", flush=True)
+        generate_mirror(out, range(shards), rows, image_url=image_url, dataset=dataset)
+        done.touch()
     return out
 
 
-def generate_shard(out_dir, shard: int, rows: int, seed: int = 0, image_url: str | None = None) -> int:
-    """Write one shard's three files (nominal size `rows`); return its actual row count.
+def generate_shard(out_dir, shard: int, rows: int, seed: int = 0, image_url: str | None = None,
+                   dataset: datasets.Dataset = datasets.DATASETS["laion400m"]) -> int:
+    """Write one shard's files of an npy-layout dataset (nominal size `rows`); return its actual row count.
 
     Streams in CHUNK-row steps, so memory stays flat whatever the size. The
     .npy files are written as header + raw appends rather than through
@@ -114,40 +136,63 @@ def generate_shard(out_dir, shard: int, rows: int, seed: int = 0, image_url: str
     for a 1M-row shard).
     """
     out = Path(out_dir)
-    for sub in ("img_emb", "text_emb", "metadata"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    n = shard_rows(rows, shard)
-    centres = cluster_centres(seed)
-    img = np.empty((min(n, CHUNK), DIM), np.float32)
-    text = np.empty_like(img)
-    with open(out / f"img_emb/img_emb_{shard}.npy", "wb") as img_f, \
-            open(out / f"text_emb/text_emb_{shard}.npy", "wb") as text_f, \
-            pq.ParquetWriter(out / f"metadata/metadata_{shard}.parquet", SCHEMA) as meta:
-        for f in (img_f, text_f):
-            _write_npy_header(f, n)
-        for start in range(0, n, CHUNK):
-            stop = min(start + CHUNK, n)
-            rng = np.random.default_rng([seed, shard, start])
-            labels = rng.integers(0, CLUSTERS, stop - start)
-            i, t = img[: stop - start], text[: stop - start]
-            np.take(centres, labels, axis=0, out=i)
-            rng.standard_normal(dtype=np.float32, out=t)
-            t *= IMG_NOISE
-            i += t
-            _unit(i)
-            rng.standard_normal(dtype=np.float32, out=t)
-            t *= TEXT_NOISE
-            t += i
-            _unit(t)
-            img_f.write(i.astype(np.float16).data)
-            text_f.write(t.astype(np.float16).data)
-            meta.write_batch(_metadata(rng, shard, start, stop, labels, image_url))
+    *vector_files, meta_file = dataset.files(shard)
+    for name in dataset.files(shard):
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+    n, dim = shard_rows(rows, shard), dataset.dim
+    schema = _npy_metadata_schema(dataset)
+    with contextlib.ExitStack() as files:
+        npys = [files.enter_context(open(out / name, "wb")) for name in vector_files]
+        meta = files.enter_context(pq.ParquetWriter(out / meta_file, schema))
+        for f in npys:
+            _write_npy_header(f, n, dim)
+        for start, stop, labels, image, text in _vectors(seed, shard, n, dim):
+            for f, v in zip(npys, (image, text), strict=False):
+                f.write(v.astype(np.float16).data)
+            rng = np.random.default_rng([seed, shard, start, 1])
+            meta.write_batch(_metadata(rng, shard, start, stop, labels, image_url, schema))
     return n
 
 
-def cluster_centres(seed: int = 0) -> np.ndarray:
+def generate_parquet_file(out_dir, dataset: datasets.Dataset, part: int, rows: int, seed: int = 0,
+                          image_url: str | None = None) -> dict[int, int]:
+    """Write file part + 1 of the parquet layout: SLICES_PER_FILE slices of `rows` rows (the last 7
+    more, so the file's count is not round), two row groups each; return {shard: rows}."""
+    counts = {part * SLICES_PER_FILE + piece: rows + 7 * (piece == SLICES_PER_FILE - 1)
+              for piece in range(SLICES_PER_FILE)}
+    name, _ = dataset.parquet_file(part * SLICES_PER_FILE)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    with pq.ParquetWriter(Path(out_dir) / name, PARQUET_SCHEMA) as out:
+        first_id = part * PARQUET_ID_BASE
+        for shard, n in counts.items():
+            for start, stop, labels, image, _ in _vectors(seed, shard, n, dataset.dim):
+                rng = np.random.default_rng([seed, shard, start, 1])
+                meta = _metadata(rng, shard, start, stop, labels, image_url, SCHEMA)
+                batch = _parquet_rows(meta, np.arange(first_id + start, first_id + stop, dtype=np.uint32), image)
+                for half in (batch.slice(0, batch.num_rows // 2), batch.slice(batch.num_rows // 2)):
+                    out.write_table(pa.Table.from_batches([half]))
+            first_id += n
+    return counts
+
+
+def _vectors(seed: int, shard: int, n: int, dim: int):
+    """(start, stop, cluster labels, image vectors, text vectors) for rows 0..n-1 of a shard, CHUNK at
+    a time: unit image vectors around the shared cluster centres, text vectors near their images."""
+    centres = cluster_centres(seed, dim)
+    for start in range(0, n, CHUNK):
+        stop = min(start + CHUNK, n)
+        rng = np.random.default_rng([seed, shard, start])
+        labels = rng.integers(0, CLUSTERS, stop - start)
+        image = centres[labels] + rng.standard_normal((stop - start, dim), dtype=np.float32) * IMG_NOISE / np.sqrt(dim)
+        _unit(image)
+        text = image + rng.standard_normal((stop - start, dim), dtype=np.float32) * TEXT_NOISE / np.sqrt(dim)
+        yield start, stop, labels, image, _unit(text)
+
+
+def cluster_centres(seed: int = 0, dim: int = 512) -> np.ndarray:
     """The unit centres the rows of every shard cluster around; captions' nouns follow them."""
-    return _unit(np.random.default_rng(seed).standard_normal((CLUSTERS, DIM), dtype=np.float32))
+    return _unit(np.random.default_rng(seed if dim == 512 else [seed, dim]).standard_normal((CLUSTERS, dim),
+                                                                                          dtype=np.float32))
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -156,10 +201,31 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _write_npy_header(f, n: int) -> None:
+def _write_npy_header(f, n: int, dim: int) -> None:
     np.lib.format.write_array_header_1_0(
         f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float16)),
-            "fortran_order": False, "shape": (n, DIM)})
+            "fortran_order": False, "shape": (n, dim)})
+
+
+def _npy_metadata_schema(dataset: datasets.Dataset) -> pa.Schema:
+    """The metadata file's columns as published: LAION-400M's, or LAION-5B's (md5, no shard_id)."""
+    if "shard_id" in dataset.metadata.names:
+        return SCHEMA
+    return pa.schema([f for f in SCHEMA if f.name != "shard_id"] + [("md5", pa.string())])
+
+
+def _parquet_rows(meta: pa.RecordBatch, ids: np.ndarray, image: np.ndarray) -> pa.RecordBatch:
+    """ClickHouse's laion_5b_100m columns from the metadata: its types, its `vector` list."""
+    column = {name: meta.column(name) for name in meta.schema.names}
+    n, dim = image.shape
+    vector = pa.ListArray.from_arrays(pa.array(np.arange(0, n * dim + 1, dim, dtype=np.int32)),
+                                      pa.array(image.astype(np.float32).ravel()))
+    values = [pa.array(ids), column["image_path"], pc.fill_null(column["caption"], ""), column["NSFW"],
+              column["similarity"].cast(pa.float32()), column["LICENSE"], column["url"], column["key"],
+              column["status"], *(column[c].cast(pa.int32()) for c in ("width", "height", "original_width",
+                                                                        "original_height")),
+              column["exif"], pa.array([f"{k:0>32}" for k in column["key"].to_pylist()]), vector]
+    return pa.RecordBatch.from_arrays(values, schema=PARQUET_SCHEMA)
 
 
 def _choice(rng, values, p, n, null_p=0.0) -> pa.Array:
@@ -169,7 +235,8 @@ def _choice(rng, values, p, n, null_p=0.0) -> pa.Array:
     return pa.DictionaryArray.from_arrays(idx, pa.array(values)).dictionary_decode()
 
 
-def _metadata(rng, shard: int, start: int, stop: int, labels: np.ndarray, image_url: str | None) -> pa.RecordBatch:
+def _metadata(rng, shard: int, start: int, stop: int, labels: np.ndarray, image_url: str | None,
+              schema: pa.Schema = SCHEMA) -> pa.RecordBatch:
     """Metadata rows start..stop; the caption's noun follows the embedding's cluster."""
     n = stop - start
     keys = [f"{shard:05d}{i:07d}" for i in range(start, stop)]
@@ -199,5 +266,9 @@ def _metadata(rng, shard: int, start: int, stop: int, labels: np.ndarray, image_
         pa.array(width * scale),
         pa.array(height * scale),
     ]
-    return pa.RecordBatch.from_arrays(columns, schema=SCHEMA)
+    batch = pa.RecordBatch.from_arrays(columns, schema=SCHEMA)
+    if "md5" in schema.names:  # LAION-5B's metadata: md5 of the image, no shard_id
+        batch = pa.RecordBatch.from_arrays([*(batch.column(f.name) for f in schema if f.name != "md5"),
+                                            pa.array([f"{k:0>32}" for k in keys])], schema=schema)
+    return batch
 

@@ -1,0 +1,33 @@
+-- A LAION-5B subset with image and text vectors, laion2b_en (paste with --param_table=laion2b_en;
+-- on a cluster laion2b_en_local on every node, under a Distributed laion2b_en): laion's columns and
+-- layout (create_laion.sql says why each setting) with LAION-5B's metadata, which has md5 and no
+-- shard_id, and 768-d vectors of OpenAI's CLIP ViT-L/14.
+CREATE TABLE IF NOT EXISTS {table:Identifier}
+(
+    id              UInt64,              -- shard * 1000000000 + row: stable across reloads
+    shard           UInt16,              -- NNNN of img_emb_NNNN.npy / metadata_NNNN.parquet
+    row             UInt32,              -- row number inside the shard's files
+    image_path      String,
+    caption         Nullable(String),    -- kept byte-exact, NULL stays NULL
+    NSFW            LowCardinality(Nullable(String)),
+    similarity      Nullable(Float64),
+    LICENSE         LowCardinality(Nullable(String)),
+    url             String,
+    key             String,
+    status          LowCardinality(Nullable(String)),
+    error_message   Nullable(String),
+    width           Nullable(UInt32),
+    height          Nullable(UInt32),
+    exif            Nullable(String),
+    original_width  Nullable(UInt32),
+    original_height Nullable(UInt32),
+    md5             Nullable(String),
+    image_embedding Array(Float32) CODEC(NONE),  -- CLIP ViT-L/14, 768 floats, exact float16 values
+    text_embedding  Array(Float32) CODEC(NONE)
+)
+ENGINE = MergeTree
+PARTITION BY shard
+ORDER BY id
+SETTINGS materialize_skip_indexes_on_merge = 0, index_granularity_bytes = 1048576,
+         old_parts_lifetime = 10, cleanup_delay_period = 1, max_cleanup_delay_period = 10,
+         cleanup_delay_period_random_add = 1;
