@@ -1,6 +1,7 @@
-"""All 410 shards (tiny ones) through a real `airflow standalone` (scheduler + LocalExecutor),
-triggered over REST as a user does, on the embedded chdb and on a ClickHouse server with 1 and 4
-shards in flight. One shard is missing from the mirror (404) and one answers 503 eight times.
+"""A whole dataset's shards (tiny ones: LAION-400M's 410, or laion2b-en's 2,314) through a real
+`airflow standalone` (scheduler + LocalExecutor), triggered over REST as a user does, on the
+embedded chdb and on a ClickHouse server with 1 and 4 shards in flight. One shard is missing from
+the mirror (404) and one answers 503 eight times.
 
 Recorded per run: wall time, time to the first loaded shard, the most shards holding files in the
 work directory at once (sampled every 0.2 s), task instances per state, the wall time per shard,
@@ -8,6 +9,7 @@ the UI grid endpoints' latency and size while the run goes on, what the summary 
 pipeline's own cost per shard called directly (no Airflow) for the overhead.
 
     .venv/bin/python bench/scale.py            # about 25 minutes; writes bench/SCALE.md
+    .venv/bin/python bench/scale.py --dataset laion2b-en --runs chdb   # 2,314 parts: bench/SCALE-laion2b-en.md
     .venv/bin/python bench/scale.py --quick    # 24 shards, chdb only: checks the script
 """
 from __future__ import annotations
@@ -27,6 +29,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from laion_ingest import datasets
 from laion_ingest.sample.mirror import generate_mirror
 from laion_ingest.sample.server import MirrorServer
 
@@ -42,22 +45,26 @@ INDEX = {"index_m": 8, "index_ef_construction": 32}
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--dataset", default="laion400m", choices=["laion400m", "laion2b-en"])
     ap.add_argument("--runs", default="chdb,server-1,server-4",
                     help="comma-separated: chdb, server-N (N shards in flight)")
     args = ap.parse_args()
-    shards = 24 if args.quick else 410
+    dataset = datasets.get(args.dataset)
+    shards = 24 if args.quick else dataset.shards
     runs = ["chdb"] if args.quick else args.runs.split(",")
     shutil.rmtree(WORK, ignore_errors=True)
     mirror = WORK / "mirror"
-    generate_mirror(mirror, range(shards), ROWS)
-    (mirror / f"metadata/metadata_{MISSING}.parquet").unlink()
-    results = {"machine": machine(), "shards": shards, "rows_per_shard": ROWS, "runs": {},
-               "direct": direct_cost(mirror, min(shards, 40))}
+    generate_mirror(mirror, range(shards), ROWS, dataset=dataset.name)
+    missing, flaky = (dataset.files(shard) for shard in (MISSING, FLAKY))
+    (mirror / missing[-1]).unlink()  # its metadata
+    results = {"machine": machine(), "dataset": dataset.name, "shards": shards, "rows_per_shard": ROWS,
+               "runs": {}, "direct": direct_cost(dataset, mirror, min(shards, 40))}
     for name in runs:
-        with MirrorServer(mirror, faults={f"/text_emb/text_emb_{FLAKY}.npy": [503] * 8}) as server:
-            results["runs"][name] = one_run(name, server.url, shards)
+        with MirrorServer(mirror, faults={"/" + flaky[1]: [503] * 8}) as server:
+            results["runs"][name] = one_run(name, dataset, server.url, shards)
         (WORK / "scale.json").write_text(json.dumps(results, indent=1))
-    out = ROOT / "bench" / ("SCALE-quick.md" if args.quick else "SCALE.md")
+    suffix = "-quick" if args.quick else "" if dataset.name == "laion400m" else f"-{dataset.name}"
+    out = ROOT / "bench" / f"SCALE{suffix}.md"
     out.write_text(report(results))
     print(f"wrote {out}")
 
@@ -71,15 +78,17 @@ def machine() -> dict:
                                      text=True).stdout.strip()}
 
 
-def direct_cost(mirror: Path, shards: int) -> dict:
+def direct_cost(dataset: datasets.Dataset, mirror: Path, shards: int) -> dict:
     """The pipeline's own work per shard, called in one process without Airflow (fresh chdb)."""
     base = WORK / "direct"
     env = {**os.environ, "LAION_CHDB_PATH": str(base / "chdb"), "LAION_WORK_DIR": str(base / "work")}
-    code = ("import json, sys, time; from laion_ingest import pipeline; from laion_ingest.ledger import Attempt\n"
+    code = ("import json, sys, time; from laion_ingest import datasets, pipeline\n"
+            "from laion_ingest.ledger import Attempt\n"
             "t = time.perf_counter()\n"
-            f"for s in pipeline.plan(0, {shards - 1}):\n"
+            f"d = datasets.get({dataset.name!r})\n"
+            f"for s in pipeline.plan(d, 0, {shards - 1}):\n"
             "    if s != %d:\n"
-            "        a = Attempt(s); f = pipeline.fetch(a, sys.argv[1]); a.source_bytes = f['files']\n"
+            "        a = Attempt(s, d); f = pipeline.fetch(a, sys.argv[1]); a.source_bytes = f['files']\n"
             "        pipeline.load(a, pipeline.convert(a))\n"
             "print(json.dumps(time.perf_counter() - t))\n") % MISSING
     with MirrorServer(mirror) as server:
@@ -107,7 +116,7 @@ def engine(name: str, base: Path, stack: list) -> dict[str, str]:
             "LAION_MAX_SHARDS_IN_FLIGHT": in_flight}
 
 
-def one_run(name: str, url: str, shards: int) -> dict:
+def one_run(name: str, dataset: datasets.Dataset, url: str, shards: int) -> dict:
     from standalone import Standalone
 
     print(f"[{time.strftime('%H:%M:%S')}] {name}: {shards} shards ...", flush=True)
@@ -120,7 +129,8 @@ def one_run(name: str, url: str, shards: int) -> dict:
         stack.append(airflow)
         disk = DiskSampler(Path(env["LAION_WORK_DIR"]))
         started = time.time()
-        r = airflow.trigger({"first_shard": 0, "last_shard": shards - 1, "source_url": url, **INDEX})
+        r = airflow.trigger({"dataset": dataset.name, "first_shard": 0, "last_shard": shards - 1,
+                             "source_url": url, **INDEX})
         r.raise_for_status()
         run_id = r.json()["dag_run_id"]
         grid = GridSampler(airflow, run_id)
@@ -146,7 +156,7 @@ class DiskSampler(threading.Thread):
     def run(self) -> None:
         while not self.done.wait(0.2):
             shards, size = 0, 0
-            for d in self.work.glob("shard_*"):
+            for d in self.work.glob("*/shard_*"):
                 files = [f.stat().st_size for f in d.rglob("*") if f.is_file()] if d.is_dir() else []
                 shards += bool(files)
                 size += sum(files)
@@ -245,12 +255,14 @@ def report(res: dict) -> str:
     m = res["machine"]
     d = res["direct"]
     lines = [
-        "# 410 shards through a real scheduler", "",
-        f"`.venv/bin/python bench/scale.py` on {m['date']}, commit {m['commit']}, {m['cores']} cores,"
+        f"# {res['shards']} shards of {res['dataset']} through a real scheduler", "",
+        f"`.venv/bin/python bench/scale.py --dataset {res['dataset']}` on {m['date']}, commit {m['commit']},"
+        f" {m['cores']} cores,"
         f" Airflow {m['airflow']} (`airflow standalone`: scheduler + LocalExecutor), Python {m['python']}.",
         f"{res['shards']} shards of {res['rows_per_shard']} rows, triggered over REST with the defaults"
         f" (index M=8, ef_construction=32). Shard {MISSING}'s metadata is missing on the mirror (404);"
-        f" shard {FLAKY}'s text_emb answers 503 eight times.", "",
+        f" shard {FLAKY}'s text_emb answers 503 eight times. Airflow's [core] max_map_length: 4096,"
+        " as docker-compose.yaml sets it.", "",
         f"The pipeline's own work, called directly in one process: {d['per_shard']:.2f} s per shard"
         f" ({d['shards']} shards).", "",
         "| run | state | wall | first shard loaded | last shard loaded | per shard (wall) | task s per shard"
