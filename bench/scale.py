@@ -157,7 +157,10 @@ class DiskSampler(threading.Thread):
         while not self.done.wait(0.2):
             shards, size = 0, 0
             for d in self.work.glob("*/shard_*"):
-                files = [f.stat().st_size for f in d.rglob("*") if f.is_file()] if d.is_dir() else []
+                try:
+                    files = [f.stat().st_size for f in d.rglob("*") if f.is_file()] if d.is_dir() else []
+                except FileNotFoundError:  # the shard was loaded and its directory removed meanwhile
+                    files = []
                 shards += bool(files)
                 size += sum(files)
             self.samples.append((time.time(), shards, size))

@@ -13,12 +13,13 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleExcept
 from laion_ingest import dag_settings as cfg
 from laion_ingest import datasets, pipeline, settings, work_space
 from laion_ingest.clickhouse import ClickHouse
-from laion_ingest.errors import SettingError
+from laion_ingest.errors import PermanentError, SettingError
 from laion_ingest.evaluate import evaluate
 from laion_ingest.index import IndexParams, add_indexes, build_progress, materialize_indexes, submit_builds
 from laion_ingest.ledger import Attempt
 from laion_ingest.summary import summarize
 from laion_ingest.trigger_check import RunRange, run_range
+from laion_ingest.tune import recommended_setting
 from laion_ingest.work_space import NoTurnYet
 
 # Empty (the dataset's own source), or http(s)/s3 without user:password@ (settings.source_url_value)
@@ -67,6 +68,10 @@ def _attempt(shard: int) -> Attempt:
                        description="Load shards again even if the ledger shows them loaded (replaces them)."),
         "build_indexes": Param(True, type="boolean", title="Build vector indexes",
                                description="Add and materialize the HNSW indexes after loading."),
+        "index_setting": Param("typed", enum=["typed", "tuned"], title="Index setting",
+                               description="typed: the index_* params below; tuned: the setting `python -m"
+                                           " laion_ingest tune` last recommended for this dataset (its table"
+                                           " <table>_tune), measured on a loaded shard."),
         "index_metric": Param(INDEX.metric, enum=["cosineDistance", "L2Distance"], title="Index distance"),
         "index_quantization": Param(INDEX.quantization, enum=["f64", "f32", "f16", "bf16", "i8", "b1"],
                                     title="Index quantization"),
@@ -113,23 +118,33 @@ def laion_ingest():
             raise AirflowRescheduleException(datetime.now(UTC) + cfg.in_flight_poll()) from None
 
     @task(trigger_rule="all_done")
-    def add_vector_indexes() -> list[str]:
+    def add_vector_indexes() -> dict:
+        """Declare the indexes, with the typed setting or the one tune recommended; returns the indexes
+        some node lacked and the setting, for the summary."""
         p = get_current_context()["params"]
         if not p["build_indexes"]:
-            return []
+            return {"added": [], "setting": None}
         with ClickHouse(_run().dataset) as ch:
-            return add_indexes(ch, _index_params(p))
+            params, measured = _index_params(p), "typed"
+            if p["index_setting"] == "tuned":
+                try:
+                    params, measured = recommended_setting(ch, p["index_metric"])
+                except PermanentError as exc:
+                    raise AirflowFailException(str(exc)) from None
+            setting = f"{params.type_full(ch.dataset.dim)} ({measured})"
+            log.info("indexes: %s", setting)
+            return {"added": add_indexes(ch, params), "setting": setting}
 
     @task(execution_timeout=cfg.index_timeout())
-    def build_vector_indexes(added: list[str]) -> list[int]:
+    def build_vector_indexes(added: dict) -> list[int]:
         """Start the index builds. On a server they run in ClickHouse and the sensor below waits;
         chdb runs them inside the process that holds its data directory, so this task waits."""
         if not get_current_context()["params"]["build_indexes"]:
             return []
         with ClickHouse(_run().dataset) as ch:
             if ch.is_server:
-                return submit_builds(ch, every_shard=bool(added))
-            return materialize_indexes(ch, every_shard=bool(added))
+                return submit_builds(ch, every_shard=bool(added["added"]))
+            return materialize_indexes(ch, every_shard=bool(added["added"]))
 
     @task.sensor(poke_interval=settings.index_poll_seconds(), timeout=cfg.index_timeout(), mode="reschedule")
     def wait_for_vector_indexes(shards: list[int]) -> PokeReturnValue:
@@ -150,14 +165,15 @@ def laion_ingest():
         return {"chosen_ef": result["chosen_ef"], "chosen_rescore": result["chosen_rescore"], "plot": result["plot"]}
 
     @task(trigger_rule="all_done", outlets=[TABLES])
-    def summary(planned: list[int] | None, indexed: list[int] | None) -> dict:
+    def summary(planned: list[int] | None, indexed: list[int] | None, added: dict | None) -> dict:
         """The run's last task and so its outcome: it fails the run when a shard failed or the index
         stage did not finish (its XCom is then missing), and only when it succeeds is the table's
         update published as its Asset: every shard of the range loaded, and indexed."""
         if planned is None:
             raise AirflowFailException("plan_shards produced no shard list; see its log")
         ctx, run = get_current_context(), _run()
-        result = summarize(ctx["run_id"], run.dataset, run.first, run.last, planned, indexes_built=indexed is not None)
+        result = summarize(ctx["run_id"], run.dataset, run.first, run.last, planned, indexes_built=indexed is not None,
+                           index_setting=(added or {}).get("setting"))
         with ClickHouse(run.dataset) as ch:
             uri = f"clickhouse://laion_ingest/{ch.database}/{run.dataset.table}"
         ctx["outlet_events"][TABLES].add(Asset(name=run.dataset.table, uri=uri))
@@ -168,7 +184,7 @@ def laion_ingest():
     added = add_vector_indexes()
     loaded >> added
     indexed = wait_for_vector_indexes(build_vector_indexes(added))
-    evaluate_search(indexed) >> summary(planned, indexed)
+    evaluate_search(indexed) >> summary(planned, indexed, added)
 
 
 def _check_map_length(shards: int) -> None:

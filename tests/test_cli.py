@@ -13,7 +13,7 @@ import pytest
 from laion_ingest.engines import Chdb, EngineBusy
 
 STAGES = ["mirror", "serve", "fetch", "convert", "load", "index", "search", "status", "plan", "evaluate", "clip-check",
-          "clip-udf", "rebalance"]
+          "tune", "clip-udf", "clip-export", "rebalance"]
 
 
 def cli(*args, env=None, check=True) -> subprocess.CompletedProcess:

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from conftest import ROOT, with_engine
+from test_cli import cli
 
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.sample.server import MirrorServer
@@ -193,3 +194,30 @@ def test_a_range_over_airflows_map_limit_is_refused_before_anything_loads(loaded
     assert run["state"] == "failed" and run["tasks"]["plan_shards"] == "failed"
     with connect(loaded) as ch:
         assert ch.query("SELECT count() FROM laion_ledger WHERE run_id = {r:String}", r=run["run_id"])[0][0] == 0
+
+
+def test_the_dag_indexes_with_the_tuned_setting_when_asked(loaded, request):
+    """index_setting = tuned: the setting `tune` recommended, read from <table>_tune, and the summary
+    says which and what tune measured; before any tune run, the run fails saying to run it."""
+    conf = {**loaded["conf"], "last_shard": 2, "index_setting": "tuned"}
+    refused = run_dag(loaded["env"], conf)
+    assert "tune has recommended no setting for laion400m: run `python -m laion_ingest tune" in refused.stdout
+    assert last_run(loaded["env"])["tasks"]["add_vector_indexes"] == "failed"
+    cli("tune", "--m", "8,16", "--ef-construction", "32,64", "--quantizations", "bf16", "--queries", "10",
+        "--target-recall", "0.8", env=loaded["env"])
+    with connect(loaded) as ch:
+        [(m, ef_construction, quantization)] = ch.query(
+            "SELECT m, ef_construction, quantization FROM laion_tune WHERE recommended")
+        drop = "ALTER TABLE {}laion DROP INDEX image_index, DROP INDEX text_index SETTINGS mutations_sync = 2"
+        if ch.is_server:  # as its administrator would: the package's user may not drop indexes
+            request.getfixturevalue("clickhouse_server").sql(drop.format(ch.database + "."))
+        else:
+            ch.query(drop.format(""))
+    tuned = run_dag(loaded["env"], conf)
+    assert tuned.returncode == 0, tuned.stdout[-3000:]
+    assert f"'{quantization}', {m}, {ef_construction}) (tuned on shard 0: recall@10" in tuned.stdout
+    with connect(loaded) as ch:
+        types = {t for (t,) in ch.query("SELECT type_full FROM system.data_skipping_indices"
+                                        " WHERE database = currentDatabase() AND table = 'laion'")}
+        assert types == {f"vector_similarity('hnsw', 'cosineDistance', 512, '{quantization}', {m}, {ef_construction})"}
+        assert ch.run("vector_index_pending") == []

@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--shards", type=bounded(1, 65536), default=4, help="shards 0..N-1 (default 4)")
     s.add_argument("--rows", type=bounded(1, 10**8), default=20_000, help="nominal rows per shard (default 20000)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--hard", action="store_true",
+                   help="vectors hard for an index: thousands of clusters, a power-law spectrum (for tune)")
 
     s = command("serve", commands.serve, "serve a directory over HTTP on 127.0.0.1, with Range support", False)
     s.add_argument("directory")
@@ -120,6 +122,21 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--shards", type=bounded(1, 65536), default=2,
                    help="loaded shards (parts) to measure on, the first ones (default 2)")
     s.add_argument("--plot", default=None, help="PNG path (default <work dir>/search_quality_<dataset>.png)")
+
+    s = command("tune", commands.tune, "the cheapest HNSW setting reaching a recall target, measured on a loaded shard")
+    s.add_argument("--shard", type=bounded(0, 65535), default=None, help="the loaded shard (default: the first)")
+    s.add_argument("--target-recall", type=checked(settings.number, "--target-recall", 0, 1), default=0.95)
+    s.add_argument("--queries", type=bounded(1, 10_000), default=50, help="sampled queries (default 50)")
+    s.add_argument("--ram-gb", type=checked(settings.number, "--ram-gb", 0.001, 1e6), default=None,
+                   help="RAM per node for the graphs (the index cache), the dataset's whole range")
+    s.add_argument("--nodes", type=bounded(1, 1000), default=1, help="ClickHouse nodes the shards spread over")
+    s.add_argument("--core-hours", type=checked(settings.number, "--core-hours", 0.001, 1e9), default=None,
+                   help="the most the whole range's index build may take")
+    s.add_argument("--m", default="8,16,32,64", help="HNSW M values of the grid")
+    s.add_argument("--ef-construction", default="64,128,256", help="ef_construction values of the grid")
+    s.add_argument("--quantizations", default="bf16,i8,b1", help="of bf16, i8, b1 (bf16 is always walked)")
+    s.add_argument("--plot", default=None, help="Pareto PNG path (default <work dir>/tune_<dataset>.png)")
+    s.add_argument("--json", action="store_true", help="also one JSON object on the last line")
 
     s = command("clip-check", commands.clip_check, "does the dataset's CLIP model match its stored vectors?")
     s.add_argument("--captions", type=bounded(1, 100_000), default=200, help="stored captions to encode (200)")

@@ -108,7 +108,7 @@ class ClickHouse:
         """The dataset's names and numbers, as the SQL files' parameters."""
         d = self.dataset
         return {"table": self.table, "search_table": d.table, "ledger": d.ledger, "quality": d.search_quality,
-                "dim": d.dim}
+                "tune_results": d.tune_results, "dim": d.dim}
 
     @property
     def is_server(self) -> bool:

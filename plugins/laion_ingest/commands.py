@@ -8,6 +8,7 @@ import logging
 import time
 
 from laion_ingest import datasets, settings
+from laion_ingest.errors import SettingError
 
 
 def _dataset(args) -> datasets.Dataset:
@@ -26,7 +27,7 @@ def _attempt(args):
 def mirror(args) -> None:
     from laion_ingest.sample.mirror import generate_mirror
 
-    rows = generate_mirror(args.out, range(args.shards), args.rows, args.seed, dataset=args.dataset)
+    rows = generate_mirror(args.out, range(args.shards), args.rows, args.seed, dataset=args.dataset, hard=args.hard)
     print(json.dumps({"out": args.out, "dataset": args.dataset, "rows": rows}))
 
 
@@ -130,6 +131,29 @@ def evaluate(args) -> None:
     print(f"chosen hnsw_candidate_list_size_for_search: {result['chosen_ef']}"
           + (f", with rescoring ×{result['chosen_rescore']}" if result["chosen_rescore"] else "")
           + f"; plot: {result['plot']}")
+
+
+def tune(args) -> None:
+    from laion_ingest.clickhouse import ClickHouse
+    from laion_ingest.tune import Budget, plan, report, tune
+
+    ints = lambda name, text, low, high: tuple(settings.number(name, v, low, high, whole=True)  # noqa: E731
+                                               for v in text.split(","))
+    quantizations = tuple(dict.fromkeys(["bf16", *args.quantizations.split(",")]))
+    if set(quantizations) - {"bf16", "i8", "b1"}:
+        raise SettingError(f"--quantizations: {args.quantizations[:40]!r} is not a list of bf16, i8, b1")
+    grid = (ints("--m", args.m, 2, 512), ints("--ef-construction", args.ef_construction, 1, 4096), quantizations)
+    budget = Budget(args.ram_gb, args.nodes, args.core_hours)
+    dataset = _dataset(args)
+    plot = args.plot or settings.work_dir() / f"tune_{args.dataset}.png"
+    with ClickHouse(dataset) as ch:
+        result = tune(ch, args.shard, args.target_recall, args.queries, budget, grid, plot)
+    print(report(result, dataset, budget, args.target_recall))
+    if args.json:
+        chosen = result["recommended"]
+        print(json.dumps({"candidates": [c.public() for c in result["candidates"]],
+                          "recommended": chosen.public() if chosen else None,
+                          "plan": plan(result, dataset, budget)}))
 
 
 def clip_check(args) -> int:

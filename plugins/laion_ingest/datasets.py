@@ -91,6 +91,11 @@ class Dataset:
     def search_quality(self) -> str:
         return f"{self.table}_search_quality"
 
+    @property
+    def tune_results(self) -> str:
+        """What `tune` measured, every candidate of every run."""
+        return f"{self.table}_tune"
+
     def number(self, shard: int) -> str:
         return f"{shard:0{self.digits}d}"
 

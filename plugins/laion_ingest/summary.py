@@ -16,13 +16,14 @@ class RunFailed(PermanentError):
 
 
 def summarize(run_id: str, dataset: Dataset, first: int, last: int, planned: list[int],
-              indexes_built: bool = True) -> dict:
+              indexes_built: bool = True, index_setting: str | None = None) -> dict:
     """Log a line per shard and return the summary; raise RunFailed if any planned shard failed or
-    the index stage did not finish (indexes_built False)."""
+    the index stage did not finish (indexes_built False). index_setting: the indexes' setting, typed
+    or tuned with what tune measured."""
     with ClickHouse(dataset) as ch:
         outcomes = {r[0]: r[1:] for r in ch.run("run_summary", run_id=run_id)}
     todo = set(planned)
-    summary = {"dataset": dataset.name, "loaded": [], "failed": [],
+    summary = {"dataset": dataset.name, "index_setting": index_setting, "loaded": [], "failed": [],
                "skipped": [s for s in range(first, last + 1) if s not in todo]}
     for shard in planned:
         outcome, stage, rows, seconds, error, tries = outcomes.get(
@@ -36,6 +37,8 @@ def summarize(run_id: str, dataset: Dataset, first: int, last: int, planned: lis
             log.error("shard %d: FAILED in %s after %d tries: %s", shard, stage, tries, error)
     if summary["skipped"]:
         log.info("skipped (already loaded): %s", summary["skipped"])
+    if index_setting:
+        log.info("vector indexes: %s", index_setting)
     total = sum(s["rows"] for s in summary["loaded"])
     log.info("%d shard(s) loaded (%d rows), %d skipped, %d failed",
              len(summary["loaded"]), total, len(summary["skipped"]), len(summary["failed"]))

@@ -14,6 +14,7 @@ regenerating a shard reproduces it byte for byte.
 """
 
 import contextlib
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,13 @@ CLUSTERS = 128
 # The noise vector's norm is ~0.7 of the unit centre, so rows have cosine ~0.8 to their centre and
 # ~0 to other clusters; text = image + noise of ~0.9, a cosine of ~0.75 between a row's two vectors.
 IMG_NOISE, TEXT_NOISE = 0.7, 0.9
+# The hard variant (`mirror --hard`, for tune and the index bench): easy data reaches recall@10 of 1.0
+# with any graph. Thousands of clusters whose centres and noise have a power-law spectrum (the k-th
+# principal direction's variance ~ 1/k, as real embeddings' decays), so clusters overlap in the few
+# directions that carry most of the variance; text vectors offset from their images along one
+# shared direction (CLIP's "modality gap": a caption's vector is nearer other captions than its image,
+# cosine ~0.4 to its image).
+HARD_CLUSTERS, HARD_IMG_NOISE, HARD_GAP, HARD_TEXT_NOISE = 4096, 0.9, 2.0, 1.0
 PARQUET_ID_BASE = 10_000_000  # laion5b-100m: file K's ids start at (K - 1) * this
 
 SCHEMA = pa.schema(
@@ -100,18 +108,18 @@ def shard_rows(rows: int, shard: int) -> int:
 
 
 def generate_mirror(out_dir, shards=range(4), rows: int = 20_000, seed: int = 0,
-                    image_url: str | None = None, dataset: str = "laion400m") -> dict[int, int]:
+                    image_url: str | None = None, dataset: str = "laion400m", hard: bool = False) -> dict[int, int]:
     """Write the given shards of a dataset's layout under out_dir; return {shard: actual row count}.
     Image URLs point at image_url (a MirrorServer's url, which draws /photos/<key>.jpg) or at
     example.com's hosts. For laion5b-100m the unit written is a file: every file that holds one of
-    the shards, whole."""
+    the shards, whole. hard: the vectors of the hard variant (HARD_CLUSTERS)."""
     d = datasets.get(dataset)
     if d.layout == "parquet":
         counts: dict[int, int] = {}
         for part in sorted({shard // SLICES_PER_FILE for shard in shards}):
-            counts.update(generate_parquet_file(out_dir, d, part, rows, seed, image_url))
+            counts.update(generate_parquet_file(out_dir, d, part, rows, seed, image_url, hard))
         return {shard: counts[shard] for shard in shards}
-    return {shard: generate_shard(out_dir, shard, rows, seed, image_url, d) for shard in shards}
+    return {shard: generate_shard(out_dir, shard, rows, seed, image_url, d, hard) for shard in shards}
 
 
 def sample_mirror(out_dir, shards: int, rows: int, image_url: str | None = None, dataset: str = "laion400m") -> Path:
@@ -127,7 +135,7 @@ def sample_mirror(out_dir, shards: int, rows: int, image_url: str | None = None,
 
 
 def generate_shard(out_dir, shard: int, rows: int, seed: int = 0, image_url: str | None = None,
-                   dataset: datasets.Dataset = datasets.DATASETS["laion400m"]) -> int:
+                   dataset: datasets.Dataset = datasets.DATASETS["laion400m"], hard: bool = False) -> int:
     """Write one shard's files of an npy-layout dataset (nominal size `rows`); return its actual row count.
 
     Streams in CHUNK-row steps, so memory stays flat whatever the size. The
@@ -146,7 +154,7 @@ def generate_shard(out_dir, shard: int, rows: int, seed: int = 0, image_url: str
         meta = files.enter_context(pq.ParquetWriter(out / meta_file, schema))
         for f in npys:
             _write_npy_header(f, n, dim)
-        for start, stop, labels, image, text in _vectors(seed, shard, n, dim):
+        for start, stop, labels, image, text in _vectors(seed, shard, n, dim, hard):
             for f, v in zip(npys, (image, text), strict=False):
                 f.write(v.astype(np.float16).data)
             rng = np.random.default_rng([seed, shard, start, 1])
@@ -155,7 +163,7 @@ def generate_shard(out_dir, shard: int, rows: int, seed: int = 0, image_url: str
 
 
 def generate_parquet_file(out_dir, dataset: datasets.Dataset, part: int, rows: int, seed: int = 0,
-                          image_url: str | None = None) -> dict[int, int]:
+                          image_url: str | None = None, hard: bool = False) -> dict[int, int]:
     """Write file part + 1 of the parquet layout: SLICES_PER_FILE slices of `rows` rows (the last 7
     more, so the file's count is not round), two row groups each; return {shard: rows}."""
     counts = {part * SLICES_PER_FILE + piece: rows + 7 * (piece == SLICES_PER_FILE - 1)
@@ -165,7 +173,7 @@ def generate_parquet_file(out_dir, dataset: datasets.Dataset, part: int, rows: i
     with pq.ParquetWriter(Path(out_dir) / name, PARQUET_SCHEMA) as out:
         first_id = part * PARQUET_ID_BASE
         for shard, n in counts.items():
-            for start, stop, labels, image, _ in _vectors(seed, shard, n, dataset.dim):
+            for start, stop, labels, image, _ in _vectors(seed, shard, n, dataset.dim, hard):
                 rng = np.random.default_rng([seed, shard, start, 1])
                 meta = _metadata(rng, shard, start, stop, labels, image_url, SCHEMA)
                 batch = _parquet_rows(meta, np.arange(first_id + start, first_id + stop, dtype=np.uint32), image)
@@ -175,18 +183,42 @@ def generate_parquet_file(out_dir, dataset: datasets.Dataset, part: int, rows: i
     return counts
 
 
-def _vectors(seed: int, shard: int, n: int, dim: int):
+def _vectors(seed: int, shard: int, n: int, dim: int, hard: bool = False):
     """(start, stop, cluster labels, image vectors, text vectors) for rows 0..n-1 of a shard, CHUNK at
     a time: unit image vectors around the shared cluster centres, text vectors near their images."""
     centres = cluster_centres(seed, dim)
     for start in range(0, n, CHUNK):
         stop = min(start + CHUNK, n)
         rng = np.random.default_rng([seed, shard, start])
+        if hard:
+            yield start, stop, *_hard_vectors(rng, stop - start, seed, dim)
+            continue
         labels = rng.integers(0, CLUSTERS, stop - start)
         image = centres[labels] + rng.standard_normal((stop - start, dim), dtype=np.float32) * IMG_NOISE / np.sqrt(dim)
         _unit(image)
         text = image + rng.standard_normal((stop - start, dim), dtype=np.float32) * TEXT_NOISE / np.sqrt(dim)
         yield start, stop, labels, image, _unit(text)
+
+
+def _hard_vectors(rng: np.random.Generator, n: int, seed: int, dim: int):
+    """n rows of the hard variant: (labels, image vectors, text vectors)."""
+    spectrum, centres, gap = _hard_space(seed, dim)
+    labels = rng.integers(0, HARD_CLUSTERS, n)
+    image = centres[labels] + HARD_IMG_NOISE * _unit(rng.standard_normal((n, dim), dtype=np.float32) @ spectrum)
+    _unit(image)
+    text = image + HARD_GAP * gap + HARD_TEXT_NOISE * _unit(rng.standard_normal((n, dim), dtype=np.float32) @ spectrum)
+    return labels, image, _unit(text)
+
+
+@functools.lru_cache(maxsize=4)
+def _hard_space(seed: int, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A random rotation scaled to a power-law spectrum, the cluster centres drawn through it, and the
+    direction text vectors are offset along."""
+    rng = np.random.default_rng([seed, dim, 7])
+    rotation, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
+    spectrum = (rotation * np.arange(1, dim + 1) ** -0.5).T.astype(np.float32)
+    centres = _unit(rng.standard_normal((HARD_CLUSTERS, dim), dtype=np.float32) @ spectrum)
+    return spectrum, centres, _unit(rng.standard_normal((1, dim), dtype=np.float32))[0]
 
 
 def cluster_centres(seed: int = 0, dim: int = 512) -> np.ndarray:

@@ -1,0 +1,324 @@
+"""`python -m laion_ingest tune`: the HNSW setting that reaches the recall target cheapest, measured
+on one loaded shard of the user's own data.
+
+A shard is one part with its own graph, searched on its own, so the recall measured on a whole shard
+is the recall the full table gets, and build time and index bytes grow with rows part by part: the
+dataset's whole range costs what one shard costs, times its shards. Each candidate is built in a
+scratch table holding a copy of the shard's ids and image vectors as one part (tune_scratch.sql,
+made afresh for each candidate), timed (rows/s per core; the cores are max_threads, the server's by
+default), its index files weighed (system.parts), and searched with sampled queries (captions'
+vectors where the dataset has them, as users search; else images) at
+hnsw_candidate_list_size_for_search 16 .. 1024 against an exact scan, stopping at the first that
+reaches the target; i8 and b1 are searched with rescoring, as `evaluate` does. Nothing touches the
+table users query.
+
+The grid (M 8..64, ef_construction 64..256, bf16, i8, b1) is pruned as it is walked: recall and cost
+both grow with M and ef_construction, so for each M the walk stops at the first ef_construction
+that reaches the target, and a larger M tries only the ef_construction values below the smallest
+that reached it (as large a one would cost more in build and in RAM at once). i8 and b1 are tried
+on the two cheapest bf16 candidates that reached it. The seed's (bf16, 64, 256) is always measured.
+
+The recommendation is the candidate that reaches the target with the fewest build core-hours for the
+dataset's whole range, then the least RAM, within the budget: --ram-gb per node for the graphs as
+the index cache holds them, over --nodes, and --core-hours.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+import uuid
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from laion_ingest.clickhouse import ClickHouse, sql
+from laion_ingest.datasets import Dataset
+from laion_ingest.errors import PermanentError
+from laion_ingest.evaluate import RESCORING, kinds
+from laion_ingest.index import CACHE_PER_INDEX_BYTE, IndexParams
+from laion_ingest.ledger import shard_status
+from laion_ingest.redaction import logger
+from laion_ingest.search import hits_rows
+from laion_ingest.search_quality import search_settings
+
+log = logger(__name__)
+
+GRID_M = (8, 16, 32, 64)
+GRID_EF_CONSTRUCTION = (64, 128, 256)
+QUANTIZATIONS = ("bf16", "i8", "b1")
+EF_SEARCH = (16, 32, 64, 128, 256, 512, 1024)
+SEED = IndexParams()
+K = 10
+KEYS = ("m", "ef_construction", "quantization", "rescore_multiplier", "build_rows_per_s", "index_bytes_per_row",
+        "ef_search", "recall_at_10", "p50_ms")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    m: int
+    ef_construction: int
+    quantization: str
+    rescore_multiplier: int
+    build_rows_per_s: float     # per core
+    index_bytes_per_row: float
+    ef_search: int              # the smallest reaching the target, else the largest tried
+    recall_at_10: float
+    p50_ms: float
+    reached: bool
+
+    def public(self) -> dict:
+        return {key: getattr(self, key) for key in KEYS}
+
+    def label(self) -> str:
+        return f"{self.quantization} M={self.m} ef_construction={self.ef_construction}"
+
+
+@dataclass(frozen=True)
+class Budget:
+    ram_gb: float | None = None
+    nodes: int = 1
+    core_hours: float | None = None
+
+
+@dataclass(frozen=True)
+class Projection:
+    """A candidate over the dataset's whole range, from what one shard measured."""
+    index_gb_per_column: float
+    ram_gb_per_node: float       # every column's graphs, as the index cache holds them
+    build_core_hours: float      # every column
+
+
+def project(c: Candidate, dataset: Dataset, nodes: int = 1) -> Projection:
+    rows, graphs = dataset.shards * dataset.rows_per_shard, len(dataset.vectors)
+    per_node = -(-dataset.shards // nodes) * dataset.rows_per_shard
+    return Projection(rows * c.index_bytes_per_row / 1e9,
+                      graphs * per_node * c.index_bytes_per_row * CACHE_PER_INDEX_BYTE / 1e9,
+                      graphs * rows / c.build_rows_per_s / 3600)
+
+
+def tune(ch: ClickHouse, shard: int | None = None, target_recall: float = 0.95, queries: int = 50,
+         budget: Budget = Budget(), grid: tuple = (GRID_M, GRID_EF_CONSTRUCTION, QUANTIZATIONS),
+         plot: Path | None = None) -> dict:
+    """Measure the grid on the shard, store every candidate, recommend one; returns
+    {"run_id", "shard", "candidates", "recommended", "bound", "plot", "queries"}."""
+    shard = _shard(ch, shard)
+    query_column, column = next(iter(kinds(ch.dataset).values()))
+    scratch = f"{ch.dataset.table}_tune_scratch"
+    copy = {"scratch": scratch, "column": column, "shard": shard}
+    ch.run("tune_scratch", **copy, **asdict(SEED))  # its exact scan is every candidate's reference
+    try:
+        targets = [t for (t,) in ch.run("sample_vectors", column=query_column, n=queries, shards=[shard])]
+        exact = [_top(ch, scratch, t, use_skip_indexes=0) for t in targets]
+        measured: dict[IndexParams, Candidate] = {}
+
+        def measure(params: IndexParams) -> Candidate:
+            if params not in measured:
+                log.info("tune: candidate %d, %s", len(measured) + 1, params.type_full(ch.dataset.dim))
+                measured[params] = _measure(ch, copy, params, targets, exact, target_recall)
+                c = measured[params]
+                log.info("tune: %s: %.0f rows/s per core, %.0f bytes/row, recall@10 %.3f at ef %d%s, p50 %.1f ms",
+                         c.label(), c.build_rows_per_s, c.index_bytes_per_row, c.recall_at_10, c.ef_search,
+                         f" (rescoring ×{c.rescore_multiplier})" if c.rescore_multiplier else "", c.p50_ms)
+            return measured[params]
+
+        _walk(measure, measured, grid)
+        measure(SEED)
+    finally:
+        ch.run("tune_drop", scratch=scratch)
+    candidates = list(measured.values())
+    recommended, bound = recommend(candidates, ch.dataset, budget)
+    run_id = uuid.uuid4().hex[:12]
+    ch.run("create_tune_results")
+    for c in candidates:
+        ch.run("tune_record", run_id=run_id, shard=shard, rows=_rows(ch, shard), column=column, metric=SEED.metric,
+               target_recall=target_recall, recommended=int(c == recommended), **c.public())
+    if plot:
+        _plot(candidates, recommended, ch.dataset, budget, plot)
+    return {"run_id": run_id, "shard": shard, "candidates": candidates, "recommended": recommended, "bound": bound,
+            "plot": str(plot) if plot else None, "queries": targets}
+
+
+def _walk(measure, measured: dict, grid: tuple) -> None:
+    ms, efs, quantizations = grid
+    below = max(efs) + 1
+    for m in sorted(ms):
+        for ef in sorted(e for e in efs if e < below):
+            if measure(IndexParams(SEED.metric, "bf16", m, ef)).reached:
+                below = ef
+                break
+    cost = lambda p: p.m * p.ef_construction  # noqa: E731  sizing.build_core_seconds grows with its root
+    reached = sorted((p for p, c in measured.items() if c.reached), key=cost)[:2]
+    for params in reached:
+        for quantization in (q for q in quantizations if q != "bf16"):
+            measure(replace(params, quantization=quantization))
+
+
+def _measure(ch: ClickHouse, copy: dict, params: IndexParams, targets: list, exact: list,
+             target_recall: float) -> Candidate:
+    """A fresh copy of the shard with the candidate's index declared (so the package needs no grant to
+    drop an index), its build timed, weighed and searched."""
+    scratch = copy["scratch"]
+    ch.run("tune_scratch", **copy, **asdict(params))
+    started = time.perf_counter()
+    ch.run("tune_build", scratch=scratch)
+    seconds = time.perf_counter() - started
+    [(rows, index_bytes, cores)] = ch.run("tune_index_size", scratch=scratch)
+    multipliers = RESCORING.get(params.quantization, (0,))
+    best = None
+    for ef in EF_SEARCH:
+        for rescore in multipliers:
+            found, ms = [], []
+            for target in targets:
+                t = time.perf_counter()
+                found.append(_top(ch, scratch, target, **search_settings(ef, rescore)))
+                ms.append(1000 * (time.perf_counter() - t))
+            recall = statistics.fmean(len(set(a) & set(e)) / len(e) for a, e in zip(found, exact, strict=True))
+            best = (recall, ef, rescore, statistics.median(ms))
+            if recall >= target_recall:
+                break
+        if best[0] >= target_recall:
+            break
+    recall, ef, rescore, p50 = best
+    return Candidate(params.m, params.ef_construction, params.quantization, rescore, rows / seconds / max(cores, 1),
+                     index_bytes / max(rows, 1), ef, recall, p50, recall >= target_recall)
+
+
+def _top(ch: ClickHouse, scratch: str, target, **settings) -> list[int]:
+    [statement] = sql("tune_search")
+    params = {"scratch": scratch, "metric": SEED.metric, "target": [float(x) for x in target], "k": K}
+    return [i for (i,) in hits_rows(ch, statement, params, settings)]
+
+
+def recommend(candidates: list[Candidate], dataset: Dataset, budget: Budget) -> tuple[Candidate | None, str]:
+    """The cheapest candidate to build that reaches the target within the budget, and what bound the
+    choice: the target alone, or the budget that ruled out a cheaper one."""
+    reached = sorted((c for c in candidates if c.reached),
+                     key=lambda c: (project(c, dataset).build_core_hours, c.index_bytes_per_row))
+    if not reached:
+        return None, "no candidate reached the target recall: raise M or ef_construction, or lower --target-recall"
+    refusals = []
+    for c in reached:
+        p = project(c, dataset, budget.nodes)
+        if budget.ram_gb is not None and p.ram_gb_per_node > budget.ram_gb:
+            refusals.append(f"{c.label()} needs {p.ram_gb_per_node:,.0f} GB per node over --ram-gb {budget.ram_gb:g}"
+                            f" on {budget.nodes} node(s)")
+        elif budget.core_hours is not None and p.build_core_hours > budget.core_hours:
+            refusals.append(f"{c.label()} needs {p.build_core_hours:,.0f} core-hours over --core-hours"
+                            f" {budget.core_hours:g}")
+        else:
+            return c, ("the recall target alone: it is the cheapest to build that reaches it" if not refusals
+                       else "the budget: " + "; ".join(refusals[:3]))
+    return None, "no candidate reaching the target fits the budget: " + "; ".join(refusals[:3])
+
+
+def _shard(ch: ClickHouse, shard: int | None) -> int:
+    loaded = [s["shard"] for s in shard_status(ch) if s["loaded"]]
+    if not loaded:
+        raise PermanentError(f"no shard of {ch.dataset.name} is loaded: load one before tuning (tune measures on it)")
+    if shard is None:
+        return loaded[0]
+    if shard not in loaded:
+        raise PermanentError(f"shard {shard} of {ch.dataset.name} is not loaded; loaded: {loaded[:20]}")
+    return shard
+
+
+def _rows(ch: ClickHouse, shard: int) -> int:
+    return next(s["rows"] for s in shard_status(ch) if s["shard"] == shard)
+
+
+def report(result: dict, dataset: Dataset, budget: Budget, target_recall: float) -> str:
+    """The candidates, the recommendation and why, and the plan of the whole range with the seed's
+    setting and the recommended one side by side."""
+    lines = [f"tune on shard {result['shard']} of {dataset.name} ({len(result['queries'])} queries, target recall@10"
+             f" {target_recall:g}); synthetic or not, these are this shard's numbers: run tune on your own data",
+             "", "| setting | rescoring | build rows/s per core | index bytes/row | ef_search | recall@10 | p50 |",
+             "|---|---|---|---|---|---|---|"]
+    for c in sorted(result["candidates"], key=lambda c: (c.quantization, c.m, c.ef_construction)):
+        mark = " **recommended**" if c == result["recommended"] else ""
+        lines.append(f"| {c.label()}{mark} | {f'×{c.rescore_multiplier}' if c.rescore_multiplier else '-'} |"
+                     f" {c.build_rows_per_s:,.0f} | {c.index_bytes_per_row:,.0f} | {c.ef_search} |"
+                     f" {c.recall_at_10:.3f}{'' if c.reached else ' (short)'} | {c.p50_ms:.1f} ms |")
+    lines += ["", f"recommended: {result['recommended'].label() if result['recommended'] else 'none'}",
+              f"bound by: {result['bound']}", ""]
+    lines += _side_by_side(result, dataset, budget)
+    if result["plot"]:
+        lines.append(f"\nPareto front: {result['plot']}")
+    return "\n".join(lines)
+
+
+def _seed(result: dict) -> Candidate:
+    return next(c for c in result["candidates"] if (c.quantization, c.m, c.ef_construction) ==
+                (SEED.quantization, SEED.m, SEED.ef_construction))
+
+
+def plan(result: dict, dataset: Dataset, budget: Budget) -> dict:
+    """The JSON's plan: the whole range with the seed's setting and the recommended one."""
+    out = {}
+    for name, c in (("seed", _seed(result)), ("recommended", result["recommended"])):
+        if c is not None:
+            p = project(c, dataset, budget.nodes)
+            out[name] = {"index_gb_per_column": round(p.index_gb_per_column, 1),
+                         "build_core_hours": round(p.build_core_hours, 1)}
+    return out
+
+
+def _side_by_side(result: dict, dataset: Dataset, budget: Budget) -> list[str]:
+    chosen = [("the seed's", _seed(result))]
+    if result["recommended"]:
+        chosen.append(("recommended", result["recommended"]))
+    lines = [f"plan for {dataset.name}'s {dataset.shards:,} shards (~{dataset.shards * dataset.rows_per_shard:,} rows)"
+             f" on {budget.nodes} node(s), from the measured rates:", "",
+             "| | setting | index per column | graphs cached per node | build |", "|---|---|---|---|---|"]
+    for name, c in chosen:
+        p = project(c, dataset, budget.nodes)
+        lines.append(f"| {name} | {c.label()} | {p.index_gb_per_column:,.0f} GB | {p.ram_gb_per_node:,.0f} GB |"
+                     f" {p.build_core_hours:,.0f} core-hours |")
+    return lines
+
+
+def _plot(candidates: list[Candidate], recommended: Candidate | None, dataset: Dataset, budget: Budget,
+          path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    for ax, what, unit in ((axes[0], "build_core_hours", "build, core-hours"),
+                           (axes[1], "ram_gb_per_node", "graphs cached per node, GB")):
+        xs = [getattr(project(c, dataset, budget.nodes), what) for c in candidates]
+        for q in dict.fromkeys(c.quantization for c in candidates):
+            mine = [(x, c) for x, c in zip(xs, candidates, strict=True) if c.quantization == q]
+            ax.scatter([x for x, _ in mine], [c.recall_at_10 for _, c in mine], label=q)
+            for x, c in mine:
+                ax.annotate(f"M{c.m}/{c.ef_construction}" + (" ★" if c == recommended else ""),
+                            (x, c.recall_at_10), textcoords="offset points", xytext=(4, 3), fontsize=7)
+        front = sorted(zip(xs, candidates, strict=True), key=lambda p: p[0])
+        best, pareto = -1.0, []
+        for x, c in front:
+            if c.recall_at_10 > best:
+                best = c.recall_at_10
+                pareto.append((x, c.recall_at_10))
+        ax.plot(*zip(*pareto, strict=True), linestyle=":", color="grey", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"{unit}, {dataset.name} whole (projected)")
+    axes[0].set_ylabel("recall@10 at the smallest ef_search reaching the target")
+    axes[0].legend()
+    fig.suptitle("tune: recall against cost (dotted: the Pareto front). Synthetic data is not CLIP's:"
+                 " tune on your own shard", fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def recommended_setting(ch: ClickHouse, metric: str = SEED.metric) -> tuple[IndexParams, str]:
+    """The index parameters the latest tune run recommended (the DAG's index_setting = tuned), and a
+    line saying what it measured; a PermanentError when tune has not recommended one."""
+    rows = ch.run("tune_recommended") if ch.run("table_exists", name=ch.dataset.tune_results)[0][0] else []
+    if not rows:
+        raise PermanentError(f"index_setting is 'tuned' but tune has recommended no setting for {ch.dataset.name}:"
+                             f" run `python -m laion_ingest tune --dataset {ch.dataset.name}` on a loaded shard first")
+    m, ef_construction, quantization, recall, ef, rescore, shard, target = rows[0]
+    params = IndexParams(metric, quantization, m, ef_construction)
+    return params, (f"tuned on shard {shard}: recall@10 {recall:.3f} (target {target:g}) at"
+                    f" hnsw_candidate_list_size_for_search {ef}" + (f", rescoring ×{rescore}" if rescore else ""))
