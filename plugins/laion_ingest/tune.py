@@ -24,6 +24,7 @@ the index cache holds them, over --nodes, and --core-hours.
 """
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 import uuid
@@ -128,8 +129,9 @@ def tune(ch: ClickHouse, shard: int | None = None, target_recall: float = 0.95, 
     recommended, bound = recommend(candidates, ch.dataset, budget)
     run_id = uuid.uuid4().hex[:12]
     ch.run("create_tune_results")
+    rows = next(s["rows"] for s in shard_status(ch) if s["shard"] == shard)
     for c in candidates:
-        ch.run("tune_record", run_id=run_id, shard=shard, rows=_rows(ch, shard), column=column, metric=SEED.metric,
+        ch.run("tune_record", run_id=run_id, shard=shard, rows=rows, column=column, metric=SEED.metric,
                target_recall=target_recall, recommended=int(c == recommended), **c.public())
     if plot:
         _plot(candidates, recommended, ch.dataset, budget, plot)
@@ -183,9 +185,16 @@ def _measure(ch: ClickHouse, copy: dict, params: IndexParams, targets: list, exa
 
 
 def _top(ch: ClickHouse, scratch: str, target, **settings) -> list[int]:
-    [statement] = sql("tune_search")
+    statement = _search_statement()
     params = {"scratch": scratch, "metric": SEED.metric, "target": [float(x) for x in target], "k": K}
     return [i for (i,) in hits_rows(ch, statement, params, settings)]
+
+
+@functools.cache
+def _search_statement() -> str:
+    """tune_search.sql, read once: it runs for every query of every candidate."""
+    [statement] = sql("tune_search")
+    return statement
 
 
 def recommend(candidates: list[Candidate], dataset: Dataset, budget: Budget) -> tuple[Candidate | None, str]:
@@ -219,10 +228,6 @@ def _shard(ch: ClickHouse, shard: int | None) -> int:
     if shard not in loaded:
         raise PermanentError(f"shard {shard} of {ch.dataset.name} is not loaded; loaded: {loaded[:20]}")
     return shard
-
-
-def _rows(ch: ClickHouse, shard: int) -> int:
-    return next(s["rows"] for s in shard_status(ch) if s["shard"] == shard)
 
 
 def report(result: dict, dataset: Dataset, budget: Budget, target_recall: float) -> str:
