@@ -73,7 +73,11 @@ def test_the_claimed_recall_is_what_the_recommended_index_gives(tuned):
                                                   search_settings(chosen.ef_search, chosen.rescore_multiplier).items()))
             found = {row for (row,) in ch.query(statement, t=[float(x) for x in query])}
             recalls.append(len(found & exact) / 10)
-    assert abs(float(np.mean(recalls)) - chosen.recall_at_10) <= 0.05  # a graph built twice differs a little
+    recall = float(np.mean(recalls))
+    assert recall >= TARGET - 0.03  # the index built with the tuned setting reaches the target
+    # tune names the smallest ef at which its own graph crossed the target, so a graph built again lands
+    # at the claim or above it (+0.00 .. +0.065 over eight runs): the claim errs on the safe side.
+    assert chosen.recall_at_10 - 0.05 <= recall <= chosen.recall_at_10 + 0.1
 
 
 def test_the_json_has_the_documented_keys(tuned):

@@ -9,8 +9,9 @@ made afresh for each candidate), timed (rows/s per core; the cores are max_threa
 default), its index files weighed (system.parts), and searched with sampled queries (captions'
 vectors where the dataset has them, as users search; else images) at
 hnsw_candidate_list_size_for_search 16 .. 1024 against an exact scan, stopping at the first that
-reaches the target; i8 and b1 are searched with rescoring, as `evaluate` does. Nothing touches the
-table users query.
+reaches the target (where this graph crossed it: a graph built again reaches as much or a little
+more); i8 and b1 are searched with rescoring, as `evaluate` does. Nothing touches the table users
+query.
 
 The grid (M 8..64, ef_construction 64..256, bf16, i8, b1) is pruned as it is walked: recall and cost
 both grow with M and ef_construction, so for each M the walk stops at the first ef_construction
