@@ -1,6 +1,7 @@
 """load and index against chdb: atomic replacement, nothing lost on failure, each part indexed once."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import subprocess
@@ -270,3 +271,12 @@ def test_the_index_stage_warns_when_the_cache_cannot_hold_the_graphs(mirror, chd
                            " WHERE database = currentDatabase() AND table = 'laion' AND name = 'image_index'")[0][0]
     assert abs(on_disk - index_module.index_bytes(rows, SMALL, 512)) < 0.1 * on_disk
     assert "vector_similarity_index_cache_size is 0.0 GB: raise it in the server's config to at least" in caplog.text
+    caplog.clear()  # once tune has measured the setting on the user's data, the check uses its bytes per row
+    with ClickHouse() as ch:
+        ch.run("create_tune_results")
+        ch.run("tune_record", run_id="r", shard=0, rows=rows, column="image_embedding", target_recall=0.9,
+               recommended=0, rescore_multiplier=0, build_rows_per_s=1000.0, index_bytes_per_row=10_000.0,
+               ef_search=64, recall_at_10=0.95, p50_ms=1.0, **dataclasses.asdict(SMALL))
+        index_module.check_capacity(ch, SMALL, index_module.measured_cost(ch, SMALL))
+    measured = 2 * rows * 10_000 * index_module.CACHE_PER_INDEX_BYTE / 1e9
+    assert f"need about {measured:.1f} GB of index cache (measured by tune on shard 0 ({rows:,} rows, " in caplog.text

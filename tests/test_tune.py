@@ -5,6 +5,7 @@ source files with numpy, every candidate stored, the JSON's keys, and budgets th
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -88,6 +89,20 @@ def test_the_json_has_the_documented_keys(tuned):
     assert out["recommended"]["build_core_hours"] < out["seed"]["build_core_hours"]
     assert set(result["recommended"].public()) == set(KEYS)
     json.dumps([c.public() for c in result["candidates"]])
+
+
+def test_plan_uses_what_tune_measured(tuned):
+    """plan sizes a tuned setting from tune's bytes per row and build rate, on the engine the
+    measurement lives in; a setting tune never measured stays on the formula, and says so."""
+    chosen = tuned["result"]["recommended"]
+    out = cli("plan", "--m", str(chosen.m), "--ef-construction", str(chosen.ef_construction),
+              "--quantization", chosen.quantization).stdout
+    assert re.search(r"index bytes and build rate: measured by tune on shard 0 \([\d,]+ rows, \d{4}-\d\d-\d\d\)", out)
+    rows = LAION400M.shards * LAION400M.rows_per_shard
+    assert f"index RAM per column: {rows * chosen.index_bytes_per_row / 1e9:,.0f} GB in all" in out
+    assert f"index build: about {2 * rows / chosen.build_rows_per_s / 3600:,.0f} core-hours" in out
+    out = cli("plan", "--m", "32", "--ef-construction", "128").stdout
+    assert "index bytes and build rate: ClickHouse's formula and this project's build rate" in out
 
 
 def candidate(m: int, quantization: str, rows_per_s: float, reached: bool = True) -> Candidate:

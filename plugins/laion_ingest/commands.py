@@ -200,7 +200,25 @@ def plan(args) -> None:
     first, last = args.shards or (0, dataset.shards - 1)
     dataset.check_range(first, last)
     params = IndexParams(args.metric, args.quantization, args.m, args.ef_construction)
-    print(report(estimate(dataset, first, last, params, args.nodes, args.ram_gb), params))
+    measured = _measured_cost(dataset, params)
+    print(report(estimate(dataset, first, last, params, args.nodes, args.ram_gb, measured), params))
+
+
+def _measured_cost(dataset: datasets.Dataset, params):
+    """tune's measurement of the setting where ClickHouse holds one. plan needs no database: it opens
+    none where the embedded one was never created, and says so where a server cannot be reached."""
+    from laion_ingest.clickhouse import ClickHouse
+    from laion_ingest.engines import QueryError
+    from laion_ingest.index import measured_cost
+
+    if not settings.clickhouse_conn_id() and not settings.chdb_path().exists():
+        return None
+    try:
+        with ClickHouse(dataset) as ch:
+            return measured_cost(ch, params)
+    except QueryError as exc:
+        print(f"(tune's measurements not read, ClickHouse: {str(exc)[:200]})")
+        return None
 
 
 def status(args) -> None:

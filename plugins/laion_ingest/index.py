@@ -36,40 +36,67 @@ QUANTIZATION_BYTES = {"f64": 8, "f32": 4, "f16": 2, "bf16": 2, "i8": 1, "b1": 1 
 CACHE_PER_INDEX_BYTE = 1.24  # the index cache held 1.24x the index files, measured here (2026-11)
 
 
-def index_bytes(rows: int, params: IndexParams, dim: int) -> int:
-    """One column's HNSW index in memory: ClickHouse's formula, N x dim x bytes(quantization) +
-    N x M x 8, which matched the index files here within ~21 bytes per row."""
+@dataclass(frozen=True)
+class Measured:
+    """What `tune` measured for one setting on a shard of the user's data: the capacity check and
+    `plan` use it instead of ClickHouse's formula and sizing's build rate."""
+    index_bytes_per_row: float
+    build_rows_per_s: float  # per core
+    source: str              # where it was measured, for the messages
+
+
+def measured_cost(ch: ClickHouse, params: IndexParams) -> Measured | None:
+    """The latest `tune` measurement of exactly these parameters on this dataset; None without one."""
+    if not ch.run("table_exists", name=ch.dataset.tune_results)[0][0]:
+        return None
+    rows = ch.run("tune_measured", **asdict(params))
+    if not rows:
+        return None
+    bytes_per_row, rows_per_s, shard, shard_rows, at = rows[0]
+    where = f"measured by tune on shard {shard} ({shard_rows:,} rows, {at:%Y-%m-%d})"
+    return Measured(bytes_per_row, rows_per_s, where)
+
+
+def index_bytes(rows: int, params: IndexParams, dim: int, measured: Measured | None = None) -> int:
+    """One column's HNSW index in memory: tune's measured bytes per row where given, else ClickHouse's
+    formula, N x dim x bytes(quantization) + N x M x 8, which matched the index files here within ~21
+    bytes per row."""
+    if measured:
+        return int(rows * measured.index_bytes_per_row)
     return int(rows * (dim * QUANTIZATION_BYTES[params.quantization] + params.m * 8))
 
 
-def check_capacity(ch: ClickHouse, params: IndexParams) -> None:
+def check_capacity(ch: ClickHouse, params: IndexParams, measured: Measured | None = None) -> None:
     """Before hours of build: refuse a part whose graphs cannot be built within the server's memory
     limit, and warn when the index cache cannot hold every graph (each query would then read the
     graphs from disk: 3x slower than brute force was measured). `python -m laion_ingest plan` gives the
     same numbers for a shard range."""
     rows, largest, cache, memory = ch.run("index_capacity")[0]
     graphs, dim = len(ch.dataset.vectors), ch.dataset.dim  # one mutation builds all of a part's graphs
-    build = graphs * index_bytes(largest or 0, params, dim)
+    build = graphs * index_bytes(largest or 0, params, dim, measured)
+    source = measured.source if measured else "ClickHouse's formula"
     if memory and build > memory:
         raise PermanentError(
             f"the largest part ({largest:,} rows) needs about {build / 1e9:,.1f} GB to build its {graphs} graph(s)"
-            f" with {params.type_full(dim)}, over the server's memory limit of {memory / 1e9:,.1f} GB"
+            f" with {params.type_full(dim)} ({source}), over the server's memory limit of {memory / 1e9:,.1f} GB"
             " (max_server_memory_usage): choose a smaller M or quantization, or give ClickHouse more memory")
-    cached = int(graphs * index_bytes(rows or 0, params, dim) * CACHE_PER_INDEX_BYTE)
+    cached = int(graphs * index_bytes(rows or 0, params, dim, measured) * CACHE_PER_INDEX_BYTE)
     if cached > cache:
-        log.warning("the vector indexes of %s rows need about %.1f GB of index cache to be searched without"
+        log.warning("the vector indexes of %s rows need about %.1f GB of index cache (%s) to be searched without"
                     " reading graphs from disk on every query, and vector_similarity_index_cache_size is %.1f GB:"
-                    " raise it in the server's config to at least %d", f"{rows:,}", cached / 1e9, cache / 1e9, cached)
+                    " raise it in the server's config to at least %d", f"{rows:,}", cached / 1e9, source,
+                    cache / 1e9, cached)
 
 
 def add_indexes(ch: ClickHouse, params: IndexParams) -> list[str]:
     """Declare the dataset's indexes (on every node of a cluster); returns the ones some node lacked.
     An existing index with other parameters is an error rather than a silent rebuild of hours of work.
-    Checks the capacity first."""
+    Checks the capacity first, with tune's measurement of these parameters where there is one."""
     missing: list[str] = []
     wanted = params.type_full(ch.dataset.dim)
+    cost = measured_cost(ch, params)
     for node in ch.each_node():
-        check_capacity(node, params)
+        check_capacity(node, params, cost)
         existing = {name: type_full for name, _, type_full in node.run("vector_index_definitions")}
         for name in ch.dataset.indexes:
             if name in existing and existing[name].replace(" ", "") != wanted.replace(" ", ""):

@@ -1,8 +1,9 @@
 """What a shard range costs before a byte is fetched: rows, downloads, disk, the HNSW indexes' RAM
 per node, the cache they need, and the build's core-hours (`python -m laion_ingest plan`).
 
-The numbers come from ClickHouse's memory formula for an HNSW index (index.index_bytes) and from
-what was measured on this project's machines (the constants below, with where they come from). A
+The index's bytes per row and build rate are what `tune` measured for the setting on a shard of the
+user's data where it has (index.Measured); else ClickHouse's memory formula for an HNSW index
+(index.index_bytes) and what was measured on this project's machines (the constant below). A
 graph must be whole in memory to be built, and in `vector_similarity_index_cache_size` to be
 searched without being read from disk on every query (the cache held ~1.24x the files).
 """
@@ -12,7 +13,7 @@ import math
 from dataclasses import dataclass
 
 from laion_ingest.datasets import Dataset
-from laion_ingest.index import CACHE_PER_INDEX_BYTE, IndexParams, index_bytes
+from laion_ingest.index import CACHE_PER_INDEX_BYTE, IndexParams, Measured, index_bytes
 
 # Build CPU per row and column with the seed's (M=64, ef_construction=256): 960-1,180 rows/s for both
 # columns on 2 cores (bench/RESULTS.md), i.e. ~0.001 core-second. (32, 128) measured ~0.45x of that
@@ -34,6 +35,7 @@ class Sizing:
     ram_per_node: int
     cache_per_shard: int         # all of one shard's graphs, cached
     dataset: Dataset
+    measured: Measured | None = None
 
     @property
     def fits(self) -> bool:
@@ -53,19 +55,22 @@ def build_core_seconds(rows: int, params: IndexParams, dim: int = 512) -> float:
 
 
 def estimate(dataset: Dataset, first: int, last: int, params: IndexParams, nodes: int = 1,
-             ram_gb: float = 256) -> Sizing:
+             ram_gb: float = 256, measured: Measured | None = None) -> Sizing:
     shards, graphs, dim = last - first + 1, len(dataset.vectors), dataset.dim
     rows = shards * dataset.rows_per_shard
     per_node_rows = math.ceil(shards / nodes) * dataset.rows_per_shard
-    per_column = index_bytes(per_node_rows, params, dim)
+    per_column = index_bytes(per_node_rows, params, dim, measured)
+    build_seconds = rows / measured.build_rows_per_s if measured else build_core_seconds(rows, params, dim)
+    shard_graphs = graphs * index_bytes(dataset.rows_per_shard, params, dim, measured)
     return Sizing(shards=shards, nodes=nodes, rows=rows, download_bytes=shards * dataset.source_bytes_per_shard,
-                  table_bytes=rows * dataset.table_bytes_per_row, index_bytes_per_column=index_bytes(rows, params, dim),
+                  table_bytes=rows * dataset.table_bytes_per_row,
+                  index_bytes_per_column=index_bytes(rows, params, dim, measured),
                   ram_per_column_per_node=per_column,
                   cache_per_node=int(graphs * per_column * CACHE_PER_INDEX_BYTE),
-                  build_core_hours=graphs * build_core_seconds(rows, params, dim) / 3600,
+                  build_core_hours=graphs * build_seconds / 3600,
                   ram_per_node=int(ram_gb * 1e9),
-                  cache_per_shard=int(graphs * index_bytes(dataset.rows_per_shard, params, dim) * CACHE_PER_INDEX_BYTE),
-                  dataset=dataset)
+                  cache_per_shard=int(shard_graphs * CACHE_PER_INDEX_BYTE),
+                  dataset=dataset, measured=measured)
 
 
 def report(s: Sizing, params: IndexParams) -> str:
@@ -77,6 +82,9 @@ def report(s: Sizing, params: IndexParams) -> str:
     lines = [
         f"{d.name}: shards {s.shards} (about {s.rows:,} rows at {d.rows_per_shard:,} a shard)",
         f"index: {params.type_full(d.dim)} on {' and '.join(d.vectors)}",
+        "index bytes and build rate: " + (s.measured.source if s.measured else
+                                          "ClickHouse's formula and this project's build rate (tune measures"
+                                          " your data's: python -m laion_ingest tune)"),
         fetched,
         f"table on disk: {gb(s.table_bytes)} of rows + {gb(graphs * s.index_bytes_per_column)} of indexes",
         f"index RAM per column: {gb(s.index_bytes_per_column)} in all; {gb(s.ram_per_column_per_node)} on the"

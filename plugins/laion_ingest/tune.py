@@ -36,11 +36,12 @@ from laion_ingest.clickhouse import ClickHouse, sql
 from laion_ingest.datasets import Dataset
 from laion_ingest.errors import PermanentError
 from laion_ingest.evaluate import RESCORING, kinds
-from laion_ingest.index import CACHE_PER_INDEX_BYTE, IndexParams
+from laion_ingest.index import IndexParams, Measured
 from laion_ingest.ledger import shard_status
 from laion_ingest.redaction import logger
 from laion_ingest.search import hits_rows
 from laion_ingest.search_quality import search_settings
+from laion_ingest.sizing import estimate
 
 log = logger(__name__)
 
@@ -73,6 +74,9 @@ class Candidate:
     def label(self) -> str:
         return f"{self.quantization} M={self.m} ef_construction={self.ef_construction}"
 
+    def params(self) -> IndexParams:
+        return IndexParams(SEED.metric, self.quantization, self.m, self.ef_construction)
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -90,11 +94,9 @@ class Projection:
 
 
 def project(c: Candidate, dataset: Dataset, nodes: int = 1) -> Projection:
-    rows, graphs = dataset.shards * dataset.rows_per_shard, len(dataset.vectors)
-    per_node = -(-dataset.shards // nodes) * dataset.rows_per_shard
-    return Projection(rows * c.index_bytes_per_row / 1e9,
-                      graphs * per_node * c.index_bytes_per_row * CACHE_PER_INDEX_BYTE / 1e9,
-                      graphs * rows / c.build_rows_per_s / 3600)
+    s = estimate(dataset, 0, dataset.shards - 1, c.params(), nodes,
+                 measured=Measured(c.index_bytes_per_row, c.build_rows_per_s, "tune"))
+    return Projection(s.index_bytes_per_column / 1e9, s.cache_per_node / 1e9, s.build_core_hours)
 
 
 def tune(ch: ClickHouse, shard: int | None = None, target_recall: float = 0.95, queries: int = 50,
