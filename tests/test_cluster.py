@@ -38,7 +38,7 @@ from laion_ingest.index import IndexParams, build_indexes
 from laion_ingest.ledger import Attempt
 from laion_ingest.load import create_tables
 from laion_ingest.sample.server import MirrorServer
-from laion_ingest.search import explain, row_vector, search
+from laion_ingest.search import explain, recall, row_vector, search
 
 LAION400M = datasets.get("laion400m")
 
@@ -151,11 +151,15 @@ def test_both_indexes_are_built_on_both_nodes_and_ann_matches_brute_force(cluste
         assert sorted(r[0] for r in on_node(cluster_run, node, "SELECT name FROM system.data_skipping_indices"
                                             " WHERE database = '{db}' AND table = 'laion_local'")) \
             == ["image_index", "text_index"]
-    with ClickHouse() as ch:
-        for shard, row in ((0, 5), (1, 7), (3, 11)):
-            target = row_vector(ch, "text_embedding", shard, row)
-            ann, exact = search(ch, target, k=10), search(ch, target, k=10, exact=True)
-            assert [h.id for h in ann[:3]] == [h.id for h in exact[:3]]
+    with ClickHouse() as ch:  # approximate: asserted over queries, as one query's near-ties may swap
+        found = []
+        for shard in SHARDS:
+            for row in range(5, 500, 50):
+                target = row_vector(ch, "text_embedding", shard, row)
+                ann, exact = search(ch, target, k=10), search(ch, target, k=10, exact=True)
+                found.append((recall(ann, exact), {h.id // 1_000_000_000 for h in ann}))
+        assert sum(r for r, _ in found) / len(found) >= 0.9
+        assert set().union(*(shards for _, shards in found)) == set(SHARDS)  # both nodes' parts answer
         assert "image_index" in explain(ch, target)
 
 

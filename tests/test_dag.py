@@ -17,7 +17,7 @@ from test_cli import cli
 
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.sample.server import MirrorServer
-from laion_ingest.search import explain, row_vector, search
+from laion_ingest.search import explain, recall, row_vector, search
 
 pytestmark = pytest.mark.slow  # airflow dags test, many runs: make test-fast leaves it out
 
@@ -129,7 +129,7 @@ def test_indexes_exist_and_answer_the_ann_query(loaded):
         target = row_vector(ch, "text_embedding", 1, 3)
         plan = explain(ch, target)
         assert "vector_similarity" in plan and "image_index" in plan
-        assert search(ch, target, k=10)[0].id == search(ch, target, k=10, exact=True)[0].id
+        assert recall(search(ch, target, k=10), search(ch, target, k=10, exact=True)) >= 0.8  # approximate
         # the run measured the index it built (evaluate_search) and search uses its choice
         quality = ch.query("SELECT kind, count(), max(queries), sum(chosen) FROM laion_search_quality GROUP BY kind"
                            " ORDER BY kind")

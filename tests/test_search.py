@@ -30,11 +30,11 @@ KINDS = evaluate_module.kinds(datasets.get("laion400m"))
 
 def test_a_filtered_search_returns_k_rows_when_k_rows_match(mirror, engine_env):
     """A filter keeping ~90 % of rows (NSFW = 'UNLIKELY'): the index's own top k, filtered after,
-    came back short for some queries; the search returns k matching rows every time, the same rows
-    as an exact scan of the matching rows at the top."""
+    came back short for some queries; the search returns k matching rows every time, those of an
+    exact scan of the matching rows but for the graph's own misses."""
     load(mirror, 1)  # one part: its graph's top k is all the index gives before the filter
     unlikely = Filters(nsfw=("UNLIKELY",))
-    short = 0
+    short, recalls = 0, []
     with ClickHouse() as ch:
         build_indexes(ch, SMALL)
         for row in range(0, 300, 10):
@@ -44,11 +44,15 @@ def test_a_filtered_search_returns_k_rows_when_k_rows_match(mirror, engine_env):
             short += len(naive) < 10
             hits = search(ch, target, k=10, filters=unlikely)
             exact = search(ch, target, k=10, filters=unlikely, exact=True)
-            assert len(hits) == 10 and hits[0].id == exact[0].id
+            assert len(hits) == 10
             assert ch.query("SELECT countIf(NSFW = 'UNLIKELY') FROM laion WHERE id IN {ids:Array(UInt64)}",
                             ids=[h.id for h in hits])[0][0] == 10
+            recalls.append(recall(hits, exact))
         rare = Filters(nsfw=("NSFW",), min_width=900)  # ~0.4 % of rows: scanned exactly
         assert search(ch, target, k=10, filters=rare) == search(ch, target, k=10, filters=rare, exact=True)
+    # the rows are those of the exact scan but for a graph's misses (an M=8 graph on tight clusters can
+    # leave a row unreachable, and its build is multi-threaded, so which one varies from run to run)
+    assert sum(recalls) / len(recalls) >= 0.95
     assert short > 0  # the problem is real on this data
 
 
