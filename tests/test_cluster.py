@@ -99,9 +99,9 @@ def test_with_keeper_the_ddl_is_one_on_cluster_statement(cluster_run):
     so, which shows it took the ON CLUSTER path."""
     db = cluster_run["database"]
     with ClickHouse() as ch:
-        statements = {file: ch.on_cluster_statements(file, **params) for file, params in (
-            ("create_laion", {}), ("create_laion_distributed", {"database": db}),
-            ("vector_index_add", {"name": "image_index", "column": "image_embedding", **asdict(IndexParams())}))}
+        statements = {file: ch.on_cluster_statements(file, fragments, **params) for file, fragments, params in (
+            ("create_laion", {"vector_type": "Float32"}, {}), ("create_laion_distributed", {}, {"database": db}),
+            ("vector_index_add", {}, {"name": "image_index", "column": "image_embedding", **asdict(IndexParams())}))}
         formatted = {f: [ch.query("SELECT formatQuery({s:String})", s=s)[0][0] for s in statements[f]]
                      for f in statements}
         assert formatted["create_laion"][0].startswith(

@@ -17,11 +17,12 @@ from laion_ingest import index as index_module
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.convert import convert_shard, staged_name
 from laion_ingest.engines import QueryError
-from laion_ingest.errors import DiskSpaceError, PermanentError
+from laion_ingest.errors import DiskSpaceError, PermanentError, SettingError
 from laion_ingest.index import IndexParams, build_indexes
 from laion_ingest.ledger import Attempt, differing_shards, shard_status
 from laion_ingest.load import create_tables, load_shard
 from laion_ingest.sample.mirror import generate_shard
+from laion_ingest.search import explain, recall, row_vector, search
 
 LAION400M = datasets.get("laion400m")
 
@@ -137,6 +138,37 @@ def test_other_index_parameters_are_refused_with_the_fix(mirror, engine_env):
         build_indexes(ch, SMALL)
         with pytest.raises(PermanentError, match="ALTER TABLE laion DROP INDEX image_index"):
             build_indexes(ch, IndexParams())
+
+
+def test_bfloat16_storage_halves_the_vectors_and_a_table_keeps_its_type(mirror, mirror_dir, engine_env, monkeypatch):
+    """LAION_VECTOR_TYPE=BFloat16: vectors stored as Array(BFloat16), each value the source's float16
+    cut to bfloat16 (ClickHouse truncates to 8 significant bits), half the bytes of Float32 on disk;
+    the index is built on them and search answers through it. Switching the setting afterwards is
+    refused, naming both types, with nothing loaded; a value that is no type is refused naming it."""
+    monkeypatch.setenv("LAION_VECTOR_TYPE", "BFloat16")
+    rows = load(mirror, 1)
+    source = np.load(mirror_dir / "img_emb" / "img_emb_1.npy")[[0, 7, rows - 1]].astype(np.float32)
+    with ClickHouse() as ch:
+        assert ch.query("SELECT DISTINCT type FROM system.columns WHERE database = currentDatabase()"
+                        " AND table = 'laion' AND name LIKE '%_embedding'") == [("Array(BFloat16)",)]
+        stored = np.array([row_vector(ch, "image_embedding", 1, row) for row in (0, 7, rows - 1)], dtype=np.float32)
+        assert np.array_equal(stored, (source.view(np.uint32) & 0xFFFF0000).view(np.float32))
+        [(part_bytes,)] = ch.query("SELECT sum(data_uncompressed_bytes) FROM system.parts"
+                                   " WHERE database = currentDatabase() AND table = 'laion' AND active")
+        float32_vectors = rows * 2 * 512 * 4
+        assert float32_vectors / 2 < part_bytes < 0.6 * float32_vectors  # 2 bytes a value, and the metadata
+        build_indexes(ch, SMALL)
+        target = row_vector(ch, "text_embedding", 1, 3)
+        assert "image_index" in explain(ch, target)
+        assert recall(search(ch, target, k=10), search(ch, target, k=10, exact=True)) >= 0.8
+    monkeypatch.setenv("LAION_VECTOR_TYPE", "Float32")
+    with pytest.raises(SettingError, match=r"LAION_VECTOR_TYPE is Float32, but laion.image_embedding was created as"
+                                           r" Array\(BFloat16\)"):
+        load(mirror, 2)
+    assert count(2) == (0, 0)
+    monkeypatch.setenv("LAION_VECTOR_TYPE", "float16")
+    with pytest.raises(SettingError, match="LAION_VECTOR_TYPE: 'float16' is not one of Float32, BFloat16"):
+        load(mirror, 2)
 
 
 def test_four_loads_at_once_on_a_server(mirror, engine_env):

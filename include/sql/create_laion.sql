@@ -18,6 +18,9 @@
 -- old parts had outlived every process: 4 reloads of one shard left 4 copies on disk). The minutes
 -- of protection they gave against a crash before the new part reached the disk are not needed: each
 -- plan compares the table with the ledger and reloads a shard that differs.
+-- {vector_type}: write Float32 (the default: LAION's float16 values exactly) or BFloat16 (half the
+-- disk, each value cut to 8 significant bits; LAION_VECTOR_TYPE, docs/sizing.md). Every dataset's
+-- table takes it.
 CREATE TABLE IF NOT EXISTS {table:Identifier}
 (
     id              UInt64,              -- shard * 1000000000 + row: stable across reloads
@@ -38,8 +41,8 @@ CREATE TABLE IF NOT EXISTS {table:Identifier}
     exif            Nullable(String),
     original_width  Nullable(UInt32),
     original_height Nullable(UInt32),
-    image_embedding Array(Float32) CODEC(NONE),  -- CLIP ViT-B/32, 512 floats, exact float16 values
-    text_embedding  Array(Float32) CODEC(NONE)
+    image_embedding Array({vector_type}) CODEC(NONE),  -- CLIP ViT-B/32, 512 floats, Float32: the float16 values exactly
+    text_embedding  Array({vector_type}) CODEC(NONE)
 )
 ENGINE = MergeTree
 PARTITION BY shard

@@ -2,6 +2,7 @@
 -- on a cluster laion2b_en_local on every node, under a Distributed laion2b_en): laion's columns and
 -- layout (create_laion.sql says why each setting) with LAION-5B's metadata, which has md5 and no
 -- shard_id, and 768-d vectors of OpenAI's CLIP ViT-L/14.
+-- {vector_type}: Float32 or BFloat16, as in create_laion.sql.
 CREATE TABLE IF NOT EXISTS {table:Identifier}
 (
     id              UInt64,              -- shard * 1000000000 + row: stable across reloads
@@ -22,8 +23,8 @@ CREATE TABLE IF NOT EXISTS {table:Identifier}
     original_width  Nullable(UInt32),
     original_height Nullable(UInt32),
     md5             Nullable(String),
-    image_embedding Array(Float32) CODEC(NONE),  -- CLIP ViT-L/14, 768 floats, exact float16 values
-    text_embedding  Array(Float32) CODEC(NONE)
+    image_embedding Array({vector_type}) CODEC(NONE),  -- CLIP ViT-L/14, 768 floats, Float32: the float16 values exactly
+    text_embedding  Array({vector_type}) CODEC(NONE)
 )
 ENGINE = MergeTree
 PARTITION BY shard

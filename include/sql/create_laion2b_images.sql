@@ -2,6 +2,7 @@
 -- with --param_table=laion2b_multi; on a cluster <table>_local under a Distributed <table>): laion's columns and
 -- layout (create_laion.sql says why each setting) with LAION-5B's metadata, which has md5 and no
 -- shard_id, and 768-d image vectors of OpenAI's CLIP ViT-L/14.
+-- {vector_type}: Float32 or BFloat16, as in create_laion.sql.
 CREATE TABLE IF NOT EXISTS {table:Identifier}
 (
     id              UInt64,              -- shard * 1000000000 + row: stable across reloads
@@ -22,7 +23,7 @@ CREATE TABLE IF NOT EXISTS {table:Identifier}
     original_width  Nullable(UInt32),
     original_height Nullable(UInt32),
     md5             Nullable(String),
-    image_embedding Array(Float32) CODEC(NONE)   -- CLIP ViT-L/14, 768 floats, exact float16 values
+    image_embedding Array({vector_type}) CODEC(NONE)   -- CLIP ViT-L/14, 768 floats, Float32: the float16 values exactly
 )
 ENGINE = MergeTree
 PARTITION BY shard

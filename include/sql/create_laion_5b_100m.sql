@@ -5,6 +5,7 @@
 -- laion5b_100m_part_{N // 10 + 1}_of_10.parquet, see datasets.py), as the partition, so that a slice
 -- loads and reloads atomically and each slice's part gets its graph once; and the settings of
 -- create_laion.sql, which says why each.
+-- {vector_type}: Float32 or BFloat16, as in create_laion.sql.
 CREATE TABLE IF NOT EXISTS {table:Identifier}
 (
     id              UInt32,
@@ -22,7 +23,7 @@ CREATE TABLE IF NOT EXISTS {table:Identifier}
     original_height Int32,
     exif            Nullable(String),
     md5             String,
-    vector          Array(Float32) CODEC(NONE),  -- CLIP ViT-L/14 image vectors, 768 floats
+    vector          Array({vector_type}) CODEC(NONE),  -- CLIP ViT-L/14 image vectors, 768 floats
     shard           UInt16                       -- the slice: file (shard // 10) + 1, slice shard % 10
 )
 ENGINE = MergeTree

@@ -145,7 +145,7 @@ class ClickHouse:
                  else "node has no Keeper session; DDL runs on each node")
         return uptime > 0
 
-    def on_every_node(self, file: str, /, **params: Any) -> None:
+    def on_every_node(self, file: str, /, fragments: dict[str, str] | None = None, **params: Any) -> None:
         """DDL of include/sql/<file>.sql on every node of the cluster (on this connection without one).
         With Keeper and every node up it is one ON CLUSTER statement, which the cluster's DDL queue
         records. Otherwise each node that answers runs it in turn: the
@@ -153,16 +153,17 @@ class ClickHouse:
         loaded on it (ON CLUSTER would instead hold this task for distributed_ddl_task_timeout)."""
         nodes = self.each_node(reachable=True)
         if self.keeper and len(nodes) == self.node_count:  # keeper is False without a cluster
-            self._run(self.on_cluster_statements(file, **params), {**self.names, **params})
+            self._run(self.on_cluster_statements(file, fragments, **params), {**self.names, **params})
             return
         for node in nodes:
-            node.run(file, **params)
+            node.run(file, fragments, **params)
 
-    def on_cluster_statements(self, file: str, /, **params: Any) -> list[str]:
+    def on_cluster_statements(self, file: str, /, fragments: dict[str, str] | None = None,
+                              **params: Any) -> list[str]:
         """The statements of include/sql/<file>.sql as this cluster's ON CLUSTER DDL on <table>_local, with
         names and numbers written in (strings stay {name:String} parameters)."""
         params = {**self.names, "cluster": self.cluster, **params}
-        return [_inline(on_cluster(s), params)[0] for s in sql(file)]
+        return [_inline(on_cluster(s), params)[0] for s in sql(file, **(fragments or {}))]
 
     def each_node(self, reachable: bool = False) -> list[ClickHouse]:
         """A connection to every node of the cluster, in remote_servers' order; [self] without one.

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from laion_ingest import settings
 from laion_ingest.errors import SettingError
 
 
@@ -78,9 +79,9 @@ class Dataset:
 
     @property
     def table_bytes_per_row(self) -> int:
-        """A row in the table: Float32 vectors and ~100 bytes of metadata (a 1,000,448-row LAION-400M
-        shard is 4.1 GB, bench/RESULTS.md)."""
-        return len(self.vectors) * self.dim * 4 + 100
+        """A row in the table: its vectors in LAION_VECTOR_TYPE and ~100 bytes of metadata (a
+        1,000,448-row LAION-400M shard is 4.1 GB in Float32, bench/RESULTS.md)."""
+        return len(self.vectors) * self.dim * settings.VECTOR_TYPES[settings.vector_type()] + 100
 
     @property
     def ledger(self) -> str:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from laion_ingest import staging
+from laion_ingest import settings, staging
 from laion_ingest.clickhouse import ClickHouse
-from laion_ingest.errors import DiskSpaceError, PermanentError
+from laion_ingest.errors import DiskSpaceError, PermanentError, SettingError
 from laion_ingest.redaction import logger
 
 log = logger(__name__)
@@ -22,15 +22,28 @@ def create_tables(ch: ClickHouse, node: ClickHouse | None = None) -> None:
     on `node` only) and its ledger, on the connection's node. Every statement is IF NOT EXISTS, so
     running them again is harmless: a shard's load runs them on its own node, which may have been down
     before."""
-    tables = [(ch.dataset.create_sql, {})]
+    vector_type = settings.vector_type()
+    tables = [(ch.dataset.create_sql, {"vector_type": vector_type}, {})]
     if ch.cluster:
-        tables.append(("create_laion_distributed", {"cluster": ch.cluster, "database": ch.database}))
-    for file, params in tables:
+        tables.append(("create_laion_distributed", {}, {"cluster": ch.cluster, "database": ch.database}))
+    for file, fragments, params in tables:
         if node is None:
-            ch.on_every_node(file, **params)
+            ch.on_every_node(file, fragments, **params)
         else:
-            node.run(file, **params)
+            node.run(file, fragments, **params)
+    check_vector_type(node or ch, vector_type)
     ch.run("create_ledger")
+
+
+def check_vector_type(ch: ClickHouse, vector_type: str) -> None:
+    """Refuse to load into a table whose vectors are of another type than LAION_VECTOR_TYPE says: the
+    disk check and `plan` size by the setting, and a user who set it expects what it says."""
+    column = ch.dataset.vectors[0]
+    [(found,)] = ch.run("column_type", column=column)
+    if found != f"Array({vector_type})":
+        raise SettingError(f"LAION_VECTOR_TYPE is {vector_type}, but {ch.table}.{column} was created as"
+                           f" {found}: a table keeps the type it was created with; set LAION_VECTOR_TYPE to match"
+                           " it, or load into a new database")
 
 
 def load_shard(ch: ClickHouse, shard: int, parquet: Path, expected_rows: int) -> int:

@@ -113,6 +113,19 @@ def source_url(dataset_name: str) -> str:
     return source_url_value("LAION_SOURCE_URL", mirror) if mirror else get(dataset_name).default_url
 
 
+VECTOR_TYPES = {"Float32": 4, "BFloat16": 2}  # bytes a value
+
+
+def vector_type() -> str:
+    """The type a new table stores vector values in (LAION_VECTOR_TYPE): Float32, exact for LAION's
+    float16 sources, or BFloat16, half the disk, each value cut to 8 significant bits (docs/sizing.md,
+    bench/VECTOR_TYPE.md). A table keeps the type it was created with."""
+    value = _text("LAION_VECTOR_TYPE") or "Float32"
+    if value not in VECTOR_TYPES:
+        raise SettingError(f"LAION_VECTOR_TYPE: {value[:40]!r} is not one of {', '.join(VECTOR_TYPES)}")
+    return value
+
+
 def source_conn_id() -> str | None:
     """Airflow connection with the login and password of an authenticated mirror; unset: none."""
     return _text("LAION_SOURCE_CONN_ID")
