@@ -7,7 +7,7 @@ SHARDS ?= 4
 ROWS ?= 20000
 DATASET ?= laion400m
 
-.PHONY: quickstart test test-fast lint ui bench bench-scale bench-search requirements clip-export
+.PHONY: quickstart test test-fast lint ui bench bench-scale bench-search bench-index requirements clip-export
 
 $(VENV)/installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,11 @@ bench-search: $(VENV)/installed
 
 bench-scale: $(VENV)/installed
 	PYTHONPATH=tests $(PY) bench/scale.py
+
+# usearch, the HNSW library inside ClickHouse's vector index, standalone: the bench's alone, not the package's.
+bench-index: $(VENV)/installed
+	$(PY) -m pip install --quiet usearch==2.26.6
+	PYTHONPATH=tests $(PY) bench/index_build.py
 
 # Re-lock requirements.txt from pyproject.toml in a throwaway virtual environment.
 requirements:
