@@ -1,10 +1,16 @@
-"""Parts against search: the same rows as 10, 40 or 100 parts (one per shard, as the loader leaves
-them) on the embedded engine, with the index cache sized to hold every graph. Each part has its own
-HNSW graph, searched on its own: measured here are recall@10 against an exact scan and the p50/p95
-latency of 50 text→image queries, at ClickHouse's default hnsw_candidate_list_size_for_search.
+"""Parts against search, on the embedded engine with the index cache sized to hold every graph.
+Each part (one per shard, as the loader leaves them) has its own HNSW graph, searched on its own:
+measured are recall@10 against an exact scan and the p50/p95 latency of 50 text→image queries, at
+ClickHouse's default hnsw_candidate_list_size_for_search (256).
 
-    .venv/bin/python bench/layout.py            # about 10 minutes; writes bench/LAYOUT.md
-    .venv/bin/python bench/layout.py --rows 20000 --parts 4,8   # a quick check
+Two questions, two modes:
+- the same rows cut into 10, 40 or 100 parts (should shards be merged?) -> bench/LAYOUT.md;
+- a node holding 1, 10, 100 or 410 parts of a fixed size (what does each part a node holds add to a
+  query?) -> bench/LAYOUT-parts.md, whose per-part cost `plan` quotes (sizing.QUERY_MS_PER_PART).
+
+    .venv/bin/python bench/layout.py                          # about 10 minutes
+    .venv/bin/python bench/layout.py --rows-per-part 1000     # about 15 minutes
+    .venv/bin/python bench/layout.py --rows 20000 --parts 4,8 # a quick check
 """
 from __future__ import annotations
 
@@ -28,37 +34,47 @@ QUERIES = 50
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", type=int, default=200_000, help="rows in all (default 200,000)")
-    ap.add_argument("--parts", default="10,40,100")
+    ap.add_argument("--rows", type=int, default=200_000, help="rows in all, cut into --parts (default 200,000)")
+    ap.add_argument("--rows-per-part", type=int, help="instead: parts of this many rows each")
+    ap.add_argument("--parts", help="part counts (default 10,40,100; with --rows-per-part 1,10,100,410)")
     args = ap.parse_args()
-    results = [measure(args.rows, int(n)) for n in args.parts.split(",")]
-    (WORK / "layout.json").write_text(json.dumps(results, indent=1))
-    out = ROOT / "bench" / "LAYOUT.md"
-    out.write_text(report(args.rows, results))
+    counts = [int(n) for n in (args.parts or ("1,10,100,410" if args.rows_per_part else "10,40,100")).split(",")]
+    results = [measure(args.rows_per_part or args.rows // n, n) for n in counts]
+    if args.rows_per_part:  # the report keeps every size and count measured (bench/work/layout-parts.json)
+        stored = WORK / "layout-parts.json"
+        sizes = json.loads(stored.read_text()) if stored.exists() else {}
+        measured = {r["parts"]: r for r in sizes.get(str(args.rows_per_part), []) + results}
+        sizes[str(args.rows_per_part)] = [measured[n] for n in sorted(measured)]
+        stored.write_text(json.dumps(sizes, indent=1))
+        out = ROOT / "bench" / "LAYOUT-parts.md"
+        out.write_text(parts_report({int(size): rows for size, rows in sizes.items()}))
+    else:
+        (WORK / "layout.json").write_text(json.dumps(results, indent=1))
+        out = ROOT / "bench" / "LAYOUT.md"
+        out.write_text(report(args.rows, results))
     print(f"wrote {out}")
 
 
-def measure(rows: int, parts: int) -> dict:
+def measure(per_part: int, parts: int) -> dict:
     """One layout, in a process of its own (its own chdb directory and settings)."""
     d = WORK / f"parts_{parts}"
     shutil.rmtree(d, ignore_errors=True)
     d.mkdir(parents=True)
     env = {**os.environ, "LAION_CHDB_PATH": str(d / "chdb"),
            "LAION_CHDB_SERVER_SETTINGS": f"vector_similarity_index_cache_size={8 << 30}"}
-    done = subprocess.run([sys.executable, __file__, "--one", str(rows), str(parts)], env=env, capture_output=True,
-                          text=True, check=True)
+    done = subprocess.run([sys.executable, __file__, "--one", str(per_part), str(parts)], env=env,
+                          capture_output=True, text=True, check=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     print(json.dumps(result), flush=True)
     return result
 
 
-def one(rows: int, parts: int) -> dict:
+def one(per_part: int, parts: int) -> dict:
     from laion_ingest.clickhouse import ClickHouse
     from laion_ingest.index import IndexParams, build_indexes
     from laion_ingest.load import create_tables
     from laion_ingest.search import recall, search
 
-    per_part = rows // parts
     with ClickHouse() as ch:
         create_tables(ch)
         # Unit vectors with the mirror's structure are not needed to compare layouts: random unit
@@ -114,6 +130,27 @@ def report(rows: int, results: list[dict]) -> str:
         lines.append(f"| {r['parts']} | {r['rows'] // r['parts']:,} | {r['build_s']} s | {r['recall']:.3f} |"
                      f" {r['p50_ms']:.1f} ms | {r['p95_ms']:.1f} ms | {r['p50_ms'] / base['p50_ms']:.1f}× |"
                      f" {r['exact_p50_ms']:.1f} ms | {r['cache_misses']} |")
+    return "\n".join(lines) + "\n"
+
+
+def parts_report(sizes: dict[int, list[dict]]) -> str:
+    """A table per part size, and the least-squares line p50 = fixed + per_part × parts through it."""
+    lines = ["# What each part a node holds adds to a query", "",
+             f"`.venv/bin/python bench/layout.py --rows-per-part N` for N in {', '.join(map(str, sorted(sizes)))}"
+             f" (last on {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC), {os.cpu_count()} cores, chdb"
+             f" (ClickHouse 26.9). Parts of N random unit vectors (512-d, text near image), index bf16,"
+             f" M={INDEX['m']}, ef_construction={INDEX['ef_construction']}, vector_similarity_index_cache_size 8 GiB"
+             f" (every graph cached); {QUERIES} text→image queries, k=10, hnsw_candidate_list_size_for_search 256."]
+    for per_part, results in sorted(sizes.items()):
+        lines += ["", f"## Parts of {per_part:,} rows", "",
+                  "| parts on the node | rows | recall@10 | p50 | p95 | brute force p50 | index cache misses |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['parts']} | {r['rows']:,} | {r['recall']:.3f} | {r['p50_ms']:.1f} ms | {r['p95_ms']:.1f} ms |"
+                  f" {r['exact_p50_ms']:.1f} ms | {r['cache_misses']} |" for r in results]
+        if len(results) > 1:
+            slope, fixed = statistics.linear_regression([r["parts"] for r in results], [r["p50_ms"] for r in results])
+            lines += ["", f"Least squares through the p50s: **{fixed:.1f} ms + {slope:.2f} ms per part** on"
+                      f" {os.cpu_count()} cores."]
     return "\n".join(lines) + "\n"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -106,11 +107,21 @@ def test_a_symlinked_chdb_path_takes_the_same_lock(chdb_env, tmp_path):
 
 def test_plan_sizes_the_whole_data_set_with_the_seed_index():
     """The issue's figure: ~614 GB of RAM per index column for 400M rows at bf16, M=64 (ClickHouse's
-    formula); 410 shards are ~410M rows. It opens no engine."""
-    out = cli("plan", "--shards", "0-409", env={"LAION_CHDB_PATH": "/nonexistent/never-created"}).stdout
+    formula); 410 shards are ~410M rows. It opens no engine. BFloat16 vectors halve the table's
+    rows on disk; a query's latency grows with the parts a node holds, so more nodes answer faster."""
+    nowhere = {"LAION_CHDB_PATH": "/nonexistent/never-created"}
+    out = cli("plan", "--shards", "0-409", env=nowhere).stdout
     assert "index RAM per column: 630 GB in all" in out
     assert "fits 1 node(s) of 256 GB RAM: no (nodes needed at 256 GB: 7)" in out
     assert "index build: about 216 core-hours" in out
+    assert "table on disk: 1,721 GB of rows + 1,260 GB of indexes (vectors in Float32, LAION_VECTOR_TYPE" in out
+    bf16 = cli("plan", "--shards", "0-409", env={**nowhere, "LAION_VECTOR_TYPE": "BFloat16"}).stdout
+    assert "table on disk: 881 GB of rows + 1,260 GB of indexes (vectors in BFloat16)" in bf16
+    seven = cli("plan", "--shards", "0-409", "--nodes", "7", env=nowhere).stdout
+    latency = [float(re.search(r"a query on a node holding (\d+) parts: ~([\d,]+) ms on 2 cores", o)[2].replace(
+        ",", "")) for o in (out, seven)]
+    assert "a query on a node holding 410 parts" in out and "a query on a node holding 59 parts" in seven
+    assert latency[1] < latency[0] / 5
     out = cli("plan", "--shards", "0-9", "--m", "16", "--ef-construction", "64", "--quantization", "i8").stdout
     assert "vector_similarity('hnsw', 'cosineDistance', 512, 'i8', 16, 64)" in out
     assert "fits 1 node(s) of 256 GB RAM: yes" in out

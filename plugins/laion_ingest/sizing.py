@@ -14,11 +14,18 @@ from dataclasses import dataclass
 
 from laion_ingest.datasets import Dataset
 from laion_ingest.index import CACHE_PER_INDEX_BYTE, IndexParams, Measured, index_bytes
+from laion_ingest.settings import vector_type
 
 # Build CPU per row and column with the seed's (M=64, ef_construction=256): 960-1,180 rows/s for both
 # columns on 2 cores (bench/RESULTS.md), i.e. ~0.001 core-second. (32, 128) measured ~0.45x of that
 # and (16, 64) ~0.26x: sqrt(M x ef_construction / (64 x 256)) fits both within ~15 %.
 BUILD_CORE_SECONDS_PER_ROW = 0.00095
+# A query's p50 on a node holding N parts, every graph cached, k=10 at ClickHouse's ef of 256, 512-d, on
+# 2 cores (bench/LAYOUT-parts.md): a fixed cost plus each part's graph, searched on its own. Parts of
+# 20,000 rows: 19.6 ms + 4.3 ms a part. A part's search is bounded by ef, not by its rows: one part of
+# 200,000 rows answered as fast as one of 20,000 (23.0 and 23.9 ms), so LAION's 1M-row parts are
+# projected at the 20,000-row rate.
+QUERY_FIXED_MS, QUERY_MS_PER_PART, QUERY_CORES = 19.6, 4.3, 2
 
 
 @dataclass(frozen=True)
@@ -27,13 +34,15 @@ class Sizing:
     nodes: int
     rows: int
     download_bytes: int
-    table_bytes: int            # rows with Float32 vectors, the whole range
+    table_bytes: int            # rows with vectors of LAION_VECTOR_TYPE, the whole range
     index_bytes_per_column: int  # one column's graph, the whole range
     ram_per_column_per_node: int  # the most any node holds (shards are whole on a node)
     cache_per_node: int          # both columns' graphs, as the index cache holds them
     build_core_hours: float      # both columns
     ram_per_node: int
     cache_per_shard: int         # all of one shard's graphs, cached
+    parts_per_node: int          # a shard is a part: the fullest node's
+    query_ms: float              # a query's p50 on that node
     dataset: Dataset
     measured: Measured | None = None
 
@@ -54,6 +63,12 @@ def build_core_seconds(rows: int, params: IndexParams, dim: int = 512) -> float:
     return rows * BUILD_CORE_SECONDS_PER_ROW * dim / 512 * math.sqrt(params.m * params.ef_construction / (64 * 256))
 
 
+def query_ms(parts: int, dim: int = 512) -> float:
+    """A query's p50 on a node holding `parts` parts (see QUERY_FIXED_MS); the distance computations
+    that dominate a graph's search grow with the dimension."""
+    return QUERY_FIXED_MS + parts * QUERY_MS_PER_PART * dim / 512
+
+
 def estimate(dataset: Dataset, first: int, last: int, params: IndexParams, nodes: int = 1,
              ram_gb: float = 256, measured: Measured | None = None) -> Sizing:
     shards, graphs, dim = last - first + 1, len(dataset.vectors), dataset.dim
@@ -70,6 +85,8 @@ def estimate(dataset: Dataset, first: int, last: int, params: IndexParams, nodes
                   build_core_hours=graphs * build_seconds / 3600,
                   ram_per_node=int(ram_gb * 1e9),
                   cache_per_shard=int(shard_graphs * CACHE_PER_INDEX_BYTE),
+                  parts_per_node=math.ceil(shards / nodes),
+                  query_ms=query_ms(math.ceil(shards / nodes), dim),
                   dataset=dataset, measured=measured)
 
 
@@ -86,12 +103,16 @@ def report(s: Sizing, params: IndexParams) -> str:
                                           "ClickHouse's formula and this project's build rate (tune measures"
                                           " your data's: python -m laion_ingest tune)"),
         fetched,
-        f"table on disk: {gb(s.table_bytes)} of rows + {gb(graphs * s.index_bytes_per_column)} of indexes",
+        f"table on disk: {gb(s.table_bytes)} of rows + {gb(graphs * s.index_bytes_per_column)} of indexes"
+        f" (vectors in {vector_type()}" + (", LAION_VECTOR_TYPE=BFloat16 halves them)" if vector_type() == "Float32"
+                                          else ")"),
         f"index RAM per column: {gb(s.index_bytes_per_column)} in all; {gb(s.ram_per_column_per_node)} on the"
         f" fullest of {s.nodes} node(s) (a graph is built and searched whole in memory)",
         f"vector_similarity_index_cache_size per node: at least {gb(s.cache_per_node)} ({graphs} column(s);"
         " default 5 GB)",
         f"index build: about {s.build_core_hours:,.0f} core-hours ({s.build_core_hours / 16:,.1f} h on 16 cores)",
+        f"a query on a node holding {s.parts_per_node} parts: ~{s.query_ms:,.0f} ms on {QUERY_CORES} cores"
+        " (p50 at ef 256, every graph cached; each part's graph is searched: more nodes, fewer parts each)",
         f"fits {s.nodes} node(s) of {gb(s.ram_per_node)} RAM: {'yes' if s.fits else 'no'}"
         f" (nodes needed at {gb(s.ram_per_node)}: {s.nodes_needed or 'none: one shard does not fit'})",
     ]
