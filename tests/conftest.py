@@ -185,9 +185,10 @@ def ch(engine_env):
 
 
 @pytest.fixture(scope="session")
-def ui_standalone(tmp_path_factory, tiny_clip):
-    """`airflow standalone` on chdb with the mirror's tiny CLIP, and a mirror of two shards whose image
-    URLs its server draws: (server, mirror). Loaded by the tests that need rows (test_ui.py)."""
+def ui_standalone(tmp_path_factory, tiny_clip, tiny_clip_l14):
+    """`airflow standalone` on chdb with the mirrors' tiny CLIPs (512-d and 768-d), and a mirror of two
+    shards whose image URLs its server draws: (server, mirror). Loaded by the tests that need rows
+    (test_ui.py)."""
     from standalone import Standalone
 
     base = tmp_path_factory.mktemp("ui")
@@ -197,7 +198,8 @@ def ui_standalone(tmp_path_factory, tiny_clip):
     with MirrorServer(base / "mirror", port=port) as mirror:
         server = Standalone(base / "home", {
             "LAION_CHDB_PATH": str(base / "chdb"), "LAION_WORK_DIR": str(base / "work"),
-            "LAION_TASK_RETRY_DELAY": "1", "LAION_INDEX_POLL_SECONDS": "1", "LAION_CLIP_MODEL_DIR": str(tiny_clip)})
+            "LAION_TASK_RETRY_DELAY": "1", "LAION_INDEX_POLL_SECONDS": "1", "LAION_CLIP_MODEL_DIR": str(tiny_clip),
+            "LAION_CLIP_L14_MODEL_DIR": str(tiny_clip_l14)})
         try:
             yield server, mirror
         finally:

@@ -28,6 +28,12 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 from test_clip_search import other_nouns
 
+from laion_ingest import datasets, pipeline
+from laion_ingest.clickhouse import ClickHouse
+from laion_ingest.ledger import Attempt
+from laion_ingest.sample.mirror import generate_mirror
+from laion_ingest.sample.server import MirrorServer
+
 pytestmark = pytest.mark.slow  # airflow standalone, a browser or a cluster: make test-fast leaves it out
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -152,6 +158,30 @@ def test_trigger_a_shard_range_from_the_ui_and_see_the_shards_in_the_grid(airflo
     body = browser.find_element(By.TAG_NAME, "body").text
     assert "shard 0" in body and "shard 1" in body
     browser.save_screenshot(str(ARTIFACTS / "grid.png"))
+
+
+def test_the_search_page_searches_a_768_d_dataset_with_its_own_model(airflow, tmp_path, monkeypatch):
+    """laion5b-100m chosen in the page's dataset field: the text is encoded by ViT-L/14's encoder (the
+    tiny 768-d one, LAION_CLIP_L14_MODEL_DIR) and searched in laion_5b_100m, whose ids are the files'
+    own; the 512-d laion table beside it is not what answers."""
+    server, _ = airflow
+    subset = datasets.get("laion5b-100m")
+    generate_mirror(tmp_path / "subset", [0, 1], 1000, dataset=subset.name)
+    for name in ("LAION_CHDB_PATH", "LAION_WORK_DIR"):  # the standalone's embedded ClickHouse
+        monkeypatch.setenv(name, server.env[name])
+    with MirrorServer(tmp_path / "subset") as source:
+        for shard in (0, 1):
+            pipeline.ingest(Attempt(shard, subset), source.url)
+    r = server.http.post(f"{server.url}/laion-search/api/search",
+                         data={"text": "a photo of a dog", "dataset": subset.name, "k": "10"}, timeout=120)
+    assert r.status_code == 200, r.text
+    hits = r.json()["hits"]
+    captions = [h["caption"] or "" for h in hits]
+    assert len(hits) == 10 and sum("dog" in c for c in captions) >= 6, captions
+    assert all(h["id"] < 2000 for h in hits)  # slices 0 and 1 of laion5b100m_part_1_of_10: ids 0..1999
+    with ClickHouse(subset) as ch:
+        assert ch.query("SELECT count() FROM laion_5b_100m WHERE id IN {ids:Array(UInt64)}",
+                        ids=[h["id"] for h in hits])[0][0] == 10
 
 
 def test_the_search_page_answers_a_text_and_an_image_with_a_grid_of_pictures(airflow, browser, tmp_path):
