@@ -93,7 +93,7 @@ def report(rows: int, results: list[dict]) -> str:
 
     cores = os.cpu_count()
     lines = ["# ClickHouse's HNSW build against usearch standalone", "",
-             f"`make bench-index` (`bench/index_build.py --rows {rows}`) on"
+             f"`PYTHONPATH=tests .venv/bin/python bench/index_build.py --rows {rows}` (what `make bench-index` runs) on"
              f" {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {cores} cores, Python"
              f" {platform.python_version()}, chdb (ClickHouse 26.9) and usearch {usearch_version}. One generated"
              f" LAION-400M shard of {results[0]['rows']:,} rows (hard variant, 512-d), both columns' graphs, bf16,"

@@ -9,7 +9,7 @@ Two questions, two modes:
   query?) -> bench/LAYOUT-parts.md, whose per-part cost `plan` quotes (sizing.QUERY_MS_PER_PART).
 
     .venv/bin/python bench/layout.py                          # about 10 minutes
-    .venv/bin/python bench/layout.py --rows-per-part 1000     # about 15 minutes
+    .venv/bin/python bench/layout.py --rows-per-part 2000     # about 15 minutes
     .venv/bin/python bench/layout.py --rows 20000 --parts 4,8 # a quick check
 """
 from __future__ import annotations
@@ -136,13 +136,15 @@ def report(rows: int, results: list[dict]) -> str:
 def parts_report(sizes: dict[int, list[dict]]) -> str:
     """A table per part size, and the least-squares line p50 = fixed + per_part × parts through it."""
     lines = ["# What each part a node holds adds to a query", "",
-             f"`.venv/bin/python bench/layout.py --rows-per-part N` for N in {', '.join(map(str, sorted(sizes)))}"
-             f" (last on {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC), {os.cpu_count()} cores, chdb"
+             "`.venv/bin/python bench/layout.py --rows-per-part N --parts ...`, each section's command below"
+             f" (the last on {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC), {os.cpu_count()} cores, chdb"
              f" (ClickHouse 26.9). Parts of N random unit vectors (512-d, text near image), index bf16,"
              f" M={INDEX['m']}, ef_construction={INDEX['ef_construction']}, vector_similarity_index_cache_size 8 GiB"
              f" (every graph cached); {QUERIES} text→image queries, k=10, hnsw_candidate_list_size_for_search 256."]
     for per_part, results in sorted(sizes.items()):
+        counts = ",".join(str(r["parts"]) for r in results)
         lines += ["", f"## Parts of {per_part:,} rows", "",
+                  f"`.venv/bin/python bench/layout.py --rows-per-part {per_part} --parts {counts}`", "",
                   "| parts on the node | rows | recall@10 | p50 | p95 | brute force p50 | index cache misses |",
                   "|---|---|---|---|---|---|---|"]
         lines += [f"| {r['parts']} | {r['rows']:,} | {r['recall']:.3f} | {r['p50_ms']:.1f} ms | {r['p95_ms']:.1f} ms |"

@@ -33,6 +33,7 @@ from test_dag import source_rows as shard_rows
 
 from laion_ingest import datasets, pipeline
 from laion_ingest.clickhouse import ClickHouse
+from laion_ingest.convert import ID_BASE
 from laion_ingest.errors import PermanentError
 from laion_ingest.index import IndexParams, build_indexes
 from laion_ingest.ledger import Attempt
@@ -157,7 +158,7 @@ def test_both_indexes_are_built_on_both_nodes_and_ann_matches_brute_force(cluste
             for row in range(5, 500, 50):
                 target = row_vector(ch, "text_embedding", shard, row)
                 ann, exact = search(ch, target, k=10), search(ch, target, k=10, exact=True)
-                found.append((recall(ann, exact), {h.id // 1_000_000_000 for h in ann}))
+                found.append((recall(ann, exact), {h.id // ID_BASE for h in ann}))
         assert sum(r for r, _ in found) / len(found) >= 0.9
         assert set().union(*(shards for _, shards in found)) == set(SHARDS)  # both nodes' parts answer
         assert "image_index" in explain(ch, target)

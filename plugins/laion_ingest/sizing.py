@@ -92,7 +92,7 @@ def estimate(dataset: Dataset, first: int, last: int, params: IndexParams, nodes
 
 def report(s: Sizing, params: IndexParams) -> str:
     gb = lambda n: f"{n / 1e9:,.0f} GB" if n >= 1e10 else f"{n / 1e9:,.1f} GB"  # noqa: E731
-    d = s.dataset
+    d, stored_as = s.dataset, vector_type()
     graphs = len(d.vectors)
     fetched = (f"download: {gb(s.download_bytes)}; the work directory holds {gb(2 * d.source_bytes_per_shard)}"
                " per shard in flight" if d.layout == "npy" else "download: none, ClickHouse reads the source in place")
@@ -104,8 +104,7 @@ def report(s: Sizing, params: IndexParams) -> str:
                                           " your data's: python -m laion_ingest tune)"),
         fetched,
         f"table on disk: {gb(s.table_bytes)} of rows + {gb(graphs * s.index_bytes_per_column)} of indexes"
-        f" (vectors in {vector_type()}" + (", LAION_VECTOR_TYPE=BFloat16 halves them)" if vector_type() == "Float32"
-                                          else ")"),
+        f" (vectors in {stored_as}{', LAION_VECTOR_TYPE=BFloat16 halves them' * (stored_as == 'Float32')})",
         f"index RAM per column: {gb(s.index_bytes_per_column)} in all; {gb(s.ram_per_column_per_node)} on the"
         f" fullest of {s.nodes} node(s) (a graph is built and searched whole in memory)",
         f"vector_similarity_index_cache_size per node: at least {gb(s.cache_per_node)} ({graphs} column(s);"
