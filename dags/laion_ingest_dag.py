@@ -15,7 +15,7 @@ from laion_ingest import datasets, pipeline, settings, work_space
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.errors import PermanentError, SettingError
 from laion_ingest.evaluate import evaluate
-from laion_ingest.index import IndexParams, add_indexes, build_progress, materialize_indexes, submit_builds
+from laion_ingest.index import IndexParams, add_indexes, advance_builds, materialize_indexes, submit_builds
 from laion_ingest.ledger import Attempt
 from laion_ingest.summary import summarize
 from laion_ingest.trigger_check import RunRange, run_range
@@ -148,9 +148,10 @@ def laion_ingest():
 
     @task.sensor(poke_interval=settings.index_poll_seconds(), timeout=cfg.index_timeout(), mode="reschedule")
     def wait_for_vector_indexes(shards: list[int]) -> PokeReturnValue:
-        """Poll the builds' mutations between pokes without holding a worker slot."""
+        """Poll the builds' mutations between pokes without holding a worker slot, submitting the
+        next wave as earlier ones finish."""
         with ClickHouse(_run().dataset) as ch:
-            return PokeReturnValue(is_done=not shards or build_progress(ch, shards), xcom_value=shards)
+            return PokeReturnValue(is_done=not shards or advance_builds(ch, shards), xcom_value=shards)
 
     @task
     def evaluate_search(indexed: list[int]) -> dict | None:

@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -257,3 +258,25 @@ def test_a_full_disk_names_the_shard_and_file(mirror, tmp_path):
                           check=True, env=dict(os.environ))
     assert re.match(r"DownloadError shard 0: (img|text)_emb/(img|text)_emb_0.npy: OSError: \[Errno 27\] File too large",
                     done.stdout), done.stdout
+
+
+def test_the_space_check_survives_other_shards_deleting_their_files(chdb_env):
+    """A shard loaded deletes its directory while another shard's fetch counts the bytes in flight
+    (2,314 tiny parts through the scheduler failed a shard's try this way): the count skips them."""
+    other, stop = work_space.shard_dir(LAION400M, 5), threading.Event()
+
+    def load_and_delete():
+        while not stop.is_set():
+            for i in range(20):
+                (other / f"sub{i}").mkdir(parents=True, exist_ok=True)
+                (other / f"sub{i}" / "part.parquet").write_bytes(b"x" * 100)
+            shutil.rmtree(other, ignore_errors=True)
+
+    churn = threading.Thread(target=load_and_delete)
+    churn.start()
+    try:
+        for _ in range(500):
+            work_space.reserve(LAION400M, 0, "r1", {"img_emb_0.npy": 10})
+    finally:
+        stop.set()
+        churn.join()

@@ -128,8 +128,51 @@ def test_each_part_is_indexed_exactly_once(mirror, engine_env):
         assert ch.query("SELECT partition, count() FROM system.parts WHERE database = currentDatabase()"
                         " AND table = 'laion' AND active"
                         " AND rows > 0 GROUP BY partition ORDER BY partition") == [("0", 1), ("1", 1), ("2", 1)]
-    assert materialize_commands() == [  # one build per index and part, ever
-        f"(MATERIALIZE INDEX {name} IN PARTITION {p})" for name in ("image_index", "text_index") for p in range(3)]
+    assert materialize_commands() == sorted(  # one build per index and part, ever: every part's, then the backfill's
+        f"(MATERIALIZE INDEX {name}{scope})" for name in ("image_index", "text_index")
+        for scope in ("", " IN PARTITION 2"))
+
+
+def unfinished_mutations():
+    with ClickHouse() as ch:
+        return ch.query("SELECT count() FROM system.mutations WHERE database = currentDatabase()"
+                        " AND table = 'laion' AND NOT is_done")[0][0]
+
+
+def test_a_backfill_of_more_parts_than_the_mutation_limit_is_built_in_waves(mirror, engine_env, monkeypatch):
+    """ClickHouse refuses an ALTER past number_of_mutations_to_throw unfinished mutations (1,000 by
+    default; laion2b-en has 2,314 parts): here 2, with mutations held, and waves of 1."""
+    load(mirror, 0)
+    with ClickHouse() as ch:
+        build_indexes(ch, SMALL)
+    for shard in (1, 2, 3):
+        load(mirror, shard)
+    monkeypatch.setattr(index_module, "MUTATIONS_IN_FLIGHT", 1)
+    with ClickHouse() as ch:
+        ch.query("ALTER TABLE laion MODIFY SETTING number_of_mutations_to_delay = 0, number_of_mutations_to_throw = 2")
+        ch.query("SYSTEM STOP MERGES laion")  # mutations wait: the first wave stays in flight
+        assert index_module.submit_builds(ch) == [1, 2, 3]
+        assert unfinished_mutations() == 1
+        assert not index_module.advance_builds(ch, [1, 2, 3])
+        assert unfinished_mutations() == 1  # nothing more while the wave is full
+        ch.query("SYSTEM START MERGES laion")
+        deadline = time.monotonic() + 120
+        while not index_module.advance_builds(ch, [1, 2, 3]):
+            assert time.monotonic() < deadline, "the index builds did not finish"
+            time.sleep(0.2)
+    assert all(v > 0 for v in index_bytes().values()) and len(index_bytes()) == 4
+    assert len(materialize_commands()) == 2 * (1 + 3)  # every part's first build, then one per backfilled part
+
+
+def test_a_first_build_that_fails_names_the_shard(mirror, engine_env):
+    load(mirror, 0)
+    with ClickHouse() as ch:  # a part whose vectors are NaN: ClickHouse cannot build its graph
+        ch.query("INSERT INTO laion (id, shard, row, image_embedding, text_embedding) SELECT 9000000000 + number,"
+                 " 9, number, arrayMap(i -> nan, range(512)), arrayMap(i -> nan, range(512)) FROM numbers(10)"
+                 " SETTINGS materialize_skip_indexes_on_insert = 0")  # as our loads do
+        with pytest.raises(RuntimeError, match=r"shard 9: vector index build failed .*non-finite"):
+            build_indexes(ch, SMALL)
+        assert unfinished_mutations() == 0  # killed, not retried in the background forever
 
 
 def test_other_index_parameters_are_refused_with_the_fix(mirror, engine_env):

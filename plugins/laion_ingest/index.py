@@ -6,6 +6,11 @@ build it (materialize_skip_indexes_on_insert = 0, and the table sets
 materialize_skip_indexes_on_merge = 0), and each shard is one part in its own partition, so this
 stage builds each part's graph exactly once: it materializes only the partitions whose part has no
 index yet, both indexes in one mutation, and waits for the mutations while logging their progress.
+
+ClickHouse refuses an ALTER on a table with number_of_mutations_to_throw (1,000) unfinished
+mutations: an index just added is built by one mutation for the whole table, and the parts loaded
+since the last build by one mutation each, at most MUTATIONS_IN_FLIGHT at a time per node, each
+poll submitting the next as earlier ones finish (laion2b-en has 2,314 parts).
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ class IndexParams:
 
 
 QUANTIZATION_BYTES = {"f64": 8, "f32": 4, "f16": 2, "bf16": 2, "i8": 1, "b1": 1 / 8}
+MUTATIONS_IN_FLIGHT = 100  # per node: under number_of_mutations_to_delay (500); the pool builds 16 at once
 CACHE_PER_INDEX_BYTE = 1.24  # the index cache held 1.24x the index files, measured here (2026-11)
 
 
@@ -122,11 +128,6 @@ def declared_params(ch: ClickHouse) -> IndexParams | None:
     return None
 
 
-def pending_shards(ch: ClickHouse) -> list[int]:
-    """Shards whose part has no vector index yet (on any node)."""
-    return sorted(int(p) for node in ch.each_node() for (p,) in node.run("vector_index_pending"))
-
-
 def _where(node: ClickHouse) -> str:
     return f"node {node.node}: " if node.node else ""
 
@@ -144,53 +145,65 @@ def materialize_indexes(ch: ClickHouse, every_shard: bool = False, poll_seconds:
     shards = submit_builds(ch, every_shard)
     if shards:
         started = time.monotonic()
-        while not build_progress(ch, shards):
+        while not advance_builds(ch, shards):
             time.sleep(poll_seconds)
         log.info("vector indexes built for %d shard(s) in %.1f s", len(shards), time.monotonic() - started)
     return shards
 
 
 def submit_builds(ch: ClickHouse, every_shard: bool = False) -> list[int]:
-    """Start one MATERIALIZE INDEX mutation per part without graphs (every part after a new index
-    was added), on the node that holds it; returns their shards. The mutations run in ClickHouse's
-    background."""
+    """Start building the parts without graphs: every part, in one mutation per node, after an index
+    was added; else the first wave of one mutation per part. Returns the shards to build; the
+    mutations run in ClickHouse's background and advance_builds follows them."""
     shards = []
     for node in ch.each_node():
         mine = [int(p) for (p,) in node.run("loaded_partitions" if every_shard else "vector_index_pending")]
         if mine:
-            log.info("%sbuilding vector indexes for %d shard(s): %s", _where(node), len(mine), mine)
-        names = list(node.dataset.indexes)
-        for shard in mine:  # both of a part's indexes in one mutation where it has two: the part is read once
-            if len(names) == 2:
-                node.run("vector_index_materialize", shard=shard, first=names[0], second=names[1])
-            else:
-                node.run("vector_index_materialize_one", shard=shard, name=names[0])
+            log.info("%sbuilding vector indexes for %d shard(s), %d to %d", _where(node), len(mine), mine[0], mine[-1])
+        if mine and every_shard:
+            _materialize(node)
         shards += mine
     if not shards:
         log.info("every shard's part already has its vector indexes")
+        return []
+    advance_builds(ch, shards)
     return sorted(shards)
 
 
-def build_progress(ch: ClickHouse, shards: list[int]) -> bool:
-    """Log parts done of total (per node on a cluster); True once every build is done. A failed
-    mutation is killed and raised naming its node and shard, with ClickHouse's latest_fail_reason."""
-    running = 0
+def advance_builds(ch: ClickHouse, shards: list[int]) -> bool:
+    """Log parts done of total (per node on a cluster), submit the next wave of per-part mutations
+    where fewer than MUTATIONS_IN_FLIGHT run; True once every build is done. A failed mutation is
+    killed and raised naming its node and shard, with ClickHouse's latest_fail_reason."""
+    wanted, left = set(shards), 0
     for node in ch.each_node():
         rows = node.run("vector_index_progress")
-        for mutation_id, command, _, _, reason in rows:
+        for mutation_id, command, _, failed_part, reason in rows:
             if reason:
                 node.run("vector_index_kill", mutation_id=mutation_id)
-                shard = re.search(r"IN PARTITION (\d+)", command)
+                shard = re.search(r"IN PARTITION (\d+)", command) or re.match(r"(\d+)_", failed_part)
                 raise RuntimeError(f"{_where(node)}shard {shard[1] if shard else '?'}: vector index build failed"
                                    f" (mutation {mutation_id}, {command}): {reason}")
-        building = len({r[0] for r in rows})
+        submitted = {int(m[1]) for _, command, *_ in rows if (m := re.search(r"IN PARTITION (\d+)", command))}
+        whole_table = len(submitted) < len(rows)  # that mutation builds every part: nothing to add
+        waiting = [] if whole_table else [int(p) for (p,) in node.run("vector_index_pending")
+                                          if int(p) in wanted and int(p) not in submitted]
+        for shard in waiting[:max(MUTATIONS_IN_FLIGHT - len(rows), 0)]:
+            _materialize(node, shard)
+        building = sum(int(r[2]) for r in rows) + len(waiting)
         if node.node:
             log.info("node %d: %d part(s) still building", node.node, building)
-        running += building
-    log.info("vector index build: %d of %d part(s) done", len(shards) - running, len(shards))
-    if running:
-        return False
-    left = sorted(set(pending_shards(ch)) & set(shards))
-    if left:
-        raise RuntimeError(f"index mutations finished but shards {left} still have no vector index")
-    return True
+        left += building
+    log.info("vector index build: %d of %d part(s) done", len(shards) - left, len(shards))
+    return left == 0
+
+
+def _materialize(node: ClickHouse, shard: int | None = None) -> None:
+    """One mutation building the dataset's indexes on one shard's part, or on every part: both in
+    one where it has two, so a part is read once."""
+    names = list(node.dataset.indexes)
+    sql = "vector_index_materialize" + ("_table" if shard is None else "") + ("_one" if len(names) == 1 else "")
+    scope = {} if shard is None else {"shard": shard}
+    if len(names) == 2:
+        node.run(sql, first=names[0], second=names[1], **scope)
+    else:
+        node.run(sql, name=names[0], **scope)

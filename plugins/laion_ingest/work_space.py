@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -115,7 +116,16 @@ def _yet_to_write(folder: Path) -> int:
 
 
 def _bytes_in(folder: Path) -> int:
-    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.is_dir() else 0
+    """The bytes of the files under folder, skipping those deleted meanwhile: other shards' loads
+    delete their directories while this one counts them, without the work_space lock."""
+    total = 0
+    for root, _, files in os.walk(folder):  # os.walk skips a directory gone before it is listed
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_size
+            except FileNotFoundError:
+                pass
+    return total
 
 
 def _gb(n: int) -> str:
