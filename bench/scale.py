@@ -57,7 +57,8 @@ def main() -> None:
     generate_mirror(mirror, range(shards), ROWS, dataset=dataset.name)
     missing, flaky = (dataset.files(shard) for shard in (MISSING, FLAKY))
     (mirror / missing[-1]).unlink()  # its metadata
-    results = {"machine": machine(), "dataset": dataset.name, "shards": shards, "rows_per_shard": ROWS,
+    results = {"machine": machine(), "command": " ".join(["bench/scale.py", *sys.argv[1:]]),
+               "dataset": dataset.name, "shards": shards, "rows_per_shard": ROWS,
                "runs": {}, "direct": direct_cost(dataset, mirror, min(shards, 40))}
     for name in runs:
         with MirrorServer(mirror, faults={"/" + flaky[1]: [503] * 8}) as server:
@@ -259,7 +260,7 @@ def report(res: dict) -> str:
     d = res["direct"]
     lines = [
         f"# {res['shards']} shards of {res['dataset']} through a real scheduler", "",
-        f"`.venv/bin/python bench/scale.py --dataset {res['dataset']}` on {m['date']}, commit {m['commit']},"
+        f"`PYTHONPATH=tests .venv/bin/python {res['command']}` on {m['date']}, commit {m['commit']},"
         f" {m['cores']} cores,"
         f" Airflow {m['airflow']} (`airflow standalone`: scheduler + LocalExecutor), Python {m['python']}.",
         f"{res['shards']} shards of {res['rows_per_shard']} rows, triggered over REST with the defaults"
