@@ -6,7 +6,8 @@ queries, target 0.95) unless --m/--ef-construction narrow it to key candidates (
 is always measured).
 
 Each run's results are kept in bench/INDEX.json under its command, and bench/INDEX.md is rendered
-from every kept run, so the 100k-row grid and the 1M-row key candidates sit in one report:
+from every kept run, so runs at several sizes sit in one report. A run's "note" in INDEX.json
+(written by hand) says what else shared the machine:
 
     PYTHONPATH=tests .venv/bin/python bench/index_grid.py --rows 100000
     PYTHONPATH=tests .venv/bin/python bench/index_grid.py --rows 1000000 --variants hard --m 8,16 --ef-construction 64
@@ -79,7 +80,7 @@ def main() -> None:
 HEADER = """# The HNSW grid, measured by tune
 
 One generated LAION-400M shard (512-d) per variant, loaded into a fresh chdb; tune walks its grid on
-it, nothing else running on the machine. Build rates are per core (max_threads); the plan rows project
+it. Build rates are per core (max_threads); the plan rows project
 one shard's measurements to 410 shards. **Synthetic vectors are not CLIP's: run
 `python -m laion_ingest tune` on your own first shard before you build 410.** ClickHouse's build
 against usearch standalone (the physical limit) is in [INDEX-usearch.md](INDEX-usearch.md); a query's
@@ -94,7 +95,7 @@ def render(kept: dict) -> str:
         what = "the whole grid" if run["whole_grid"] else "key candidates"
         lines += [f"## {what} at {run['rows']:,} rows", "",
                   f"`PYTHONPATH=tests .venv/bin/python {command}` on {run['date']}, {run['cores']} cores,"
-                  f" Python {run['python']}, chdb.", ""]
+                  f" Python {run['python']}, chdb.", "", *([run["note"], ""] if run.get("note") else [])]
         for s in run["sections"]:
             lines += [f"### {s['variant']}: {s['candidates']} candidates measured in {s['minutes']:.1f} min", "",
                       s["report"], "", f"![{s['variant']}]({s['plot']})", ""]
