@@ -151,17 +151,17 @@ def test_a_backfill_of_more_parts_than_the_mutation_limit_is_built_in_waves(mirr
         load(mirror, shard)
     monkeypatch.setattr(index_module, "MUTATIONS_IN_FLIGHT", 1)
     with ClickHouse() as ch:
-        admin = ch.query
-        if request.node.callspec.params["engine_env"] == "server":
-            database, server = ch.query("SELECT currentDatabase()")[0][0], request.getfixturevalue("clickhouse_server")
-            admin = lambda sql: server.sql(sql.replace(" laion", f" {database}.laion"))  # noqa: E731
-        admin("ALTER TABLE laion MODIFY SETTING number_of_mutations_to_delay = 0, number_of_mutations_to_throw = 2")
-        admin("SYSTEM STOP MERGES laion")  # mutations wait: the first wave stays in flight
+        admin, table = ch.query, "laion"
+        if ch.is_server:
+            admin = request.getfixturevalue("clickhouse_server").sql
+            table = ch.query("SELECT currentDatabase()")[0][0] + ".laion"
+        admin(f"ALTER TABLE {table} MODIFY SETTING number_of_mutations_to_delay = 0, number_of_mutations_to_throw = 2")
+        admin(f"SYSTEM STOP MERGES {table}")  # mutations wait: the first wave stays in flight
         assert index_module.submit_builds(ch) == [1, 2, 3]
         assert unfinished_mutations(ch) == 2
         assert not index_module.advance_builds(ch, [1, 2, 3])
         assert unfinished_mutations(ch) == 2  # nothing more while the wave is full
-        admin("SYSTEM START MERGES laion")
+        admin(f"SYSTEM START MERGES {table}")
         deadline = time.monotonic() + 120
         while not index_module.advance_builds(ch, [1, 2, 3]):
             assert time.monotonic() < deadline, "the index builds did not finish"

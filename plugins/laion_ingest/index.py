@@ -189,7 +189,8 @@ def advance_builds(ch: ClickHouse, shards: list[int]) -> bool:
                                           if int(p) in wanted and int(p) not in submitted]
         for shard in waiting[:max(MUTATIONS_IN_FLIGHT - len(rows), 0)]:
             _materialize(node, shard)
-        building = sum(int(r[2]) for r in rows) // len(node.dataset.indexes) + len(waiting)  # a mutation per index
+        per_index = sum(int(r[2]) for r in rows)  # a mutation per index: rounded up, not done while one runs
+        building = -(-per_index // len(node.dataset.indexes)) + len(waiting)
         if node.node:
             log.info("node %d: %d part(s) still building", node.node, building)
         left += building
