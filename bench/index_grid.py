@@ -57,7 +57,8 @@ def main() -> None:
         env = {**os.environ, "LAION_CHDB_PATH": str(base / "chdb"), "LAION_WORK_DIR": str(base / "work")}
         subprocess.run([sys.executable, "-c", LOAD, str(base / "mirror")], env=env, check=True, capture_output=True)
         started = time.perf_counter()
-        plot = f"INDEX-{variant}-{args.rows // 1000}k.png"
+        # Narrowed runs of one size keep a plot each: the narrowing is in the name.
+        plot = f"INDEX-{variant}-{args.rows // 1000}k{'-'.join(['', *narrow[1::2]]).replace(',', '_')}.png"
         out = subprocess.run([sys.executable, "-m", "laion_ingest", "tune", "--json", "--plot",
                               str(ROOT / "bench" / plot), *narrow], env=env, check=True,
                              stdout=subprocess.PIPE, text=True).stdout  # tune's progress goes to stderr
