@@ -126,3 +126,22 @@ def test_a_budget_binds_the_choice_and_says_so():
 def test_tune_with_nothing_loaded_says_so(chdb_env):
     bad = cli("tune", check=False)
     assert bad.returncode == 1 and "no shard of laion400m is loaded: load one before tuning" in bad.stderr
+
+
+def test_a_time_budget_measures_the_seed_and_skips_what_would_overrun(tuned):
+    """--max-hours 0: the seed's setting is still measured (every plan compares against it) and every
+    other candidate is skipped, each reported with a time projected from the seed's by sqrt(M x
+    ef_construction); the recommendation comes from what was measured."""
+    out = cli("tune", "--max-hours", "0", "--m", "8,16", "--ef-construction", "16,64", "--quantizations", "i8",
+              "--queries", "5", "--json").stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    assert [(c["quantization"], c["m"], c["ef_construction"]) for c in result["candidates"]] == [("bf16", 64, 256)]
+    skipped = {(s["m"], s["ef_construction"]): s["projected_seconds"] for s in result["skipped"]}
+    assert set(skipped) == {(8, 16), (8, 64), (16, 16), (16, 64)}  # the bf16 walk; i8 follows only what reached
+    assert all(s["quantization"] == "bf16" for s in result["skipped"])
+    seed_seconds = skipped[(16, 64)] / (1024 / 16384) ** 0.5
+    assert seed_seconds > 0 and skipped[(8, 16)] == pytest.approx(seed_seconds * (128 / 16384) ** 0.5, abs=0.02)
+    assert "skipped, as they would have ended past --max-hours 0" in out
+    assert "bf16 M=8 ef_construction=16 (~" in out and "a larger --max-hours" in out
+    recommended = result["recommended"]
+    assert recommended is None or (recommended["m"], recommended["ef_construction"]) == (64, 256)

@@ -135,6 +135,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--m", default="8,16,32,64", help="HNSW M values of the grid")
     s.add_argument("--ef-construction", default="64,128,256", help="ef_construction values of the grid")
     s.add_argument("--quantizations", default="bf16,i8,b1", help="of bf16, i8, b1 (bf16 is always walked)")
+    s.add_argument("--max-hours", type=checked(settings.number, "--max-hours", 0, 1000), default=1.0,
+                   help="time budget: candidates that would end past it are skipped and reported (default 1;"
+                        " the seed's setting is always measured)")
     s.add_argument("--plot", default=None, help="Pareto PNG path (default <work dir>/tune_<dataset>.png)")
     s.add_argument("--json", action="store_true", help="also one JSON object on the last line")
 

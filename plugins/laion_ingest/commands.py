@@ -147,13 +147,15 @@ def tune(args) -> None:
     dataset = _dataset(args)
     plot = args.plot or settings.work_dir() / f"tune_{args.dataset}.png"
     with ClickHouse(dataset) as ch:
-        result = tune(ch, args.shard, args.target_recall, args.queries, budget, grid, plot)
+        result = tune(ch, args.shard, args.target_recall, args.queries, budget, grid, plot, args.max_hours)
     print(report(result, dataset, budget, args.target_recall))
     if args.json:
         chosen = result["recommended"]
         print(json.dumps({"candidates": [c.public() for c in result["candidates"]],
                           "recommended": chosen.public() if chosen else None,
-                          "plan": plan(result, dataset, budget)}))
+                          "plan": plan(result, dataset, budget),
+                          "skipped": [{"m": p.m, "ef_construction": p.ef_construction, "quantization": p.quantization,
+                                       "projected_seconds": round(s, 2)} for p, s in result["skipped"]]}))
 
 
 def clip_check(args) -> int:

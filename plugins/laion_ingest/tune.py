@@ -17,7 +17,15 @@ The grid (M 8..64, ef_construction 64..256, bf16, i8, b1) is pruned as it is wal
 both grow with M and ef_construction, so for each M the walk stops at the first ef_construction
 that reaches the target, and a larger M tries only the ef_construction values below the smallest
 that reached it (as large a one would cost more in build and in RAM at once). i8 and b1 are tried
-on the two cheapest bf16 candidates that reached it. The seed's (bf16, 64, 256) is always measured.
+on the two cheapest bf16 candidates that reached it.
+
+The walk runs in a time budget (--max-hours, 1 h by default) so that tune ends when the user planned
+it to, whatever the shard's size and the machine: the seed's (bf16, 64, 256) is measured first and
+always (every plan compares against it, and its cost is known exactly before the budget is spent),
+then each candidate's measurement is projected from the nearest one measured, scaled by
+sqrt(M x ef_construction) as the build's cost grows (sizing.py); a candidate that would end past the
+budget is skipped and reported, so the user sees what a larger budget or a narrower grid would add.
+On a 1M-row shard of the hard mirror on 2 cores the seed alone takes 45 minutes (bench/INDEX.md).
 
 The recommendation is the candidate that reaches the target with the fewest build core-hours for the
 dataset's whole range, then the least RAM, within the budget: --ram-gb per node for the graphs as
@@ -26,6 +34,7 @@ the index cache holds them, over --nodes, and --core-hours.
 from __future__ import annotations
 
 import functools
+import math
 import statistics
 import time
 import uuid
@@ -50,6 +59,7 @@ GRID_EF_CONSTRUCTION = (64, 128, 256)
 QUANTIZATIONS = ("bf16", "i8", "b1")
 EF_SEARCH = (16, 32, 64, 128, 256, 512, 1024)
 SEED = IndexParams()
+MAX_HOURS = 1.0
 K = 10
 KEYS = ("m", "ef_construction", "quantization", "rescore_multiplier", "build_rows_per_s", "index_bytes_per_row",
         "ef_search", "recall_at_10", "p50_ms")
@@ -72,10 +82,14 @@ class Candidate:
         return {key: getattr(self, key) for key in KEYS}
 
     def label(self) -> str:
-        return f"{self.quantization} M={self.m} ef_construction={self.ef_construction}"
+        return label(self.params())
 
     def params(self) -> IndexParams:
         return IndexParams(SEED.metric, self.quantization, self.m, self.ef_construction)
+
+
+def label(params: IndexParams) -> str:
+    return f"{params.quantization} M={params.m} ef_construction={params.ef_construction}"
 
 
 @dataclass(frozen=True)
@@ -101,9 +115,10 @@ def project(c: Candidate, dataset: Dataset, nodes: int = 1) -> Projection:
 
 def tune(ch: ClickHouse, shard: int | None = None, target_recall: float = 0.95, queries: int = 50,
          budget: Budget = Budget(), grid: tuple = (GRID_M, GRID_EF_CONSTRUCTION, QUANTIZATIONS),
-         plot: Path | None = None) -> dict:
-    """Measure the grid on the shard, store every candidate, recommend one; returns
-    {"run_id", "shard", "candidates", "recommended", "bound", "plot", "queries"}."""
+         plot: Path | None = None, max_hours: float = MAX_HOURS) -> dict:
+    """Measure the grid on the shard within max_hours, store every candidate, recommend one; returns
+    {"run_id", "shard", "candidates", "recommended", "bound", "plot", "queries", "skipped"}."""
+    started = time.monotonic()
     shard = _shard(ch, shard)
     query_column, column = next(iter(kinds(ch.dataset).values()))
     scratch = f"{ch.dataset.table}_tune_scratch"
@@ -113,19 +128,33 @@ def tune(ch: ClickHouse, shard: int | None = None, target_recall: float = 0.95, 
         targets = [t for (t,) in ch.run("sample_vectors", column=query_column, n=queries, shards=[shard])]
         exact = [_top(ch, scratch, t, use_skip_indexes=0) for t in targets]
         measured: dict[IndexParams, Candidate] = {}
+        seconds: dict[IndexParams, float] = {}  # each measurement's wall time, what projections scale
+        skipped: dict[IndexParams, float] = {}  # projected seconds of those the budget left out
 
-        def measure(params: IndexParams) -> Candidate:
-            if params not in measured:
-                log.info("tune: candidate %d, %s", len(measured) + 1, params.type_full(ch.dataset.dim))
-                measured[params] = _measure(ch, copy, params, targets, exact, target_recall)
-                c = measured[params]
-                log.info("tune: %s: %.0f rows/s per core, %.0f bytes/row, recall@10 %.3f at ef %d%s, p50 %.1f ms",
-                         c.label(), c.build_rows_per_s, c.index_bytes_per_row, c.recall_at_10, c.ef_search,
-                         f" (rescoring ×{c.rescore_multiplier})" if c.rescore_multiplier else "", c.p50_ms)
-            return measured[params]
+        def measure(params: IndexParams) -> Candidate | None:
+            if params in measured or params in skipped:
+                return measured.get(params)
+            left = max_hours * 3600 - (time.monotonic() - started)
+            projected = project_seconds(params, seconds)
+            if seconds and projected > left:
+                skipped[params] = projected
+                log.info("tune: skipping %s: projected %s, %s of --max-hours %g left", label(params),
+                         duration(projected), duration(max(left, 0)), max_hours)
+                return None
+            log.info("tune: candidate %d, %s%s", len(measured) + 1, params.type_full(ch.dataset.dim),
+                     f": projected {duration(projected)}, {duration(left)} of --max-hours {max_hours:g} left"
+                     if seconds else " (the seed's, measured first: every plan compares against it)")
+            t = time.monotonic()
+            measured[params] = c = _measure(ch, copy, params, targets, exact, target_recall)
+            seconds[params] = time.monotonic() - t
+            log.info("tune: %s: %.0f rows/s per core, %.0f bytes/row, recall@10 %.3f at ef %d%s, p50 %.1f ms, in %s",
+                     c.label(), c.build_rows_per_s, c.index_bytes_per_row, c.recall_at_10, c.ef_search,
+                     f" (rescoring ×{c.rescore_multiplier})" if c.rescore_multiplier else "", c.p50_ms,
+                     duration(seconds[params]))
+            return c
 
-        _walk(measure, measured, grid)
         measure(SEED)
+        _walk(measure, grid)
     finally:
         ch.run("tune_drop", scratch=scratch)
     candidates = list(measured.values())
@@ -139,22 +168,42 @@ def tune(ch: ClickHouse, shard: int | None = None, target_recall: float = 0.95, 
     if plot:
         _plot(candidates, recommended, ch.dataset, budget, plot)
     return {"run_id": run_id, "shard": shard, "candidates": candidates, "recommended": recommended, "bound": bound,
-            "plot": str(plot) if plot else None, "queries": targets}
+            "plot": str(plot) if plot else None, "queries": targets, "max_hours": max_hours,
+            "skipped": list(skipped.items())}
 
 
-def _walk(measure, measured: dict, grid: tuple) -> None:
+def _walk(measure, grid: tuple) -> None:
+    """measure(params) gives the Candidate, or None when the time budget skipped it."""
     ms, efs, quantizations = grid
-    below = max(efs) + 1
+    below, reached = max(efs) + 1, []
     for m in sorted(ms):
         for ef in sorted(e for e in efs if e < below):
-            if measure(IndexParams(SEED.metric, "bf16", m, ef)).reached:
+            c = measure(IndexParams(SEED.metric, "bf16", m, ef))
+            if c and c.reached:
                 below = ef
+                reached.append(c.params())
                 break
-    cost = lambda p: p.m * p.ef_construction  # noqa: E731  sizing.build_core_seconds grows with its root
-    reached = sorted((p for p, c in measured.items() if c.reached), key=cost)[:2]
-    for params in reached:
+    for params in sorted(reached, key=_cost)[:2]:
         for quantization in (q for q in quantizations if q != "bf16"):
             measure(replace(params, quantization=quantization))
+
+
+def _cost(params: IndexParams) -> int:
+    """What a build's time grows with: sizing.build_core_seconds scales with its square root."""
+    return params.m * params.ef_construction
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+def project_seconds(params: IndexParams, seconds: dict[IndexParams, float]) -> float:
+    """How long measuring params will take, from the measured setting of the nearest build cost (the
+    same quantization first), scaled by the square root of the cost; 0 before anything is measured."""
+    if not seconds:
+        return 0.0
+    near = min(seconds, key=lambda p: (abs(math.log(_cost(p) / _cost(params))), p.quantization != params.quantization))
+    return seconds[near] * math.sqrt(_cost(params) / _cost(near))
 
 
 def _measure(ch: ClickHouse, copy: dict, params: IndexParams, targets: list, exact: list,
@@ -245,6 +294,11 @@ def report(result: dict, dataset: Dataset, budget: Budget, target_recall: float)
         lines.append(f"| {c.label()}{mark} | {f'×{c.rescore_multiplier}' if c.rescore_multiplier else '-'} |"
                      f" {c.build_rows_per_s:,.0f} | {c.index_bytes_per_row:,.0f} | {c.ef_search} |"
                      f" {c.recall_at_10:.3f}{'' if c.reached else ' (short)'} | {c.p50_ms:.1f} ms |")
+    if result["skipped"]:
+        lines += ["", f"skipped, as they would have ended past --max-hours {result['max_hours']:g} (projected from"
+                      " the candidates measured): " + ", ".join(f"{label(p)} (~{duration(s)})"
+                                                                for p, s in result["skipped"]),
+                  "a larger --max-hours, or a grid narrowed with --m and --ef-construction, measures them"]
     lines += ["", f"recommended: {result['recommended'].label() if result['recommended'] else 'none'}",
               f"bound by: {result['bound']}", ""]
     lines += _side_by_side(result, dataset, budget)
