@@ -2,14 +2,15 @@
 (128 clusters, the default sample) and hard (`mirror --hard`: 4,096 clusters, a power-law spectrum,
 text vectors offset from their images), so that the recommendation is seen not to be an artefact of
 easy data. Each variant loads into a fresh chdb; tune runs with its defaults (the whole grid, 50
-queries, target 0.95) unless --m/--ef-construction narrow it to key candidates (the seed's setting
-is always measured).
+queries, target 0.95, --max-hours 1) unless --m/--ef-construction narrow it to key candidates (the
+seed's setting is always measured). Runs kept from before tune had a time budget had none.
 
 Each run's results are kept in bench/INDEX.json under its command, and bench/INDEX.md is rendered
 from every kept run, so runs at several sizes sit in one report. A run's "note" in INDEX.json
 (written by hand) says what else shared the machine:
 
     PYTHONPATH=tests .venv/bin/python bench/index_grid.py --rows 100000
+    PYTHONPATH=tests .venv/bin/python bench/index_grid.py --rows 1000000 --variants hard
     PYTHONPATH=tests .venv/bin/python bench/index_grid.py --rows 1000000 --variants hard --m 8,16 --ef-construction 64
 """
 from __future__ import annotations
@@ -66,6 +67,7 @@ def main() -> None:
         minutes = (time.perf_counter() - started) / 60
         print(f"{variant}: {minutes:.1f} min; recommended {result['recommended']}", flush=True)
         sections.append({"variant": variant, "minutes": minutes, "candidates": len(result["candidates"]),
+                         "skipped": len(result["skipped"]),
                          "report": "\n".join(line for line in report.splitlines()
                                              if not line.startswith("Pareto front:")), "plot": plot})
     command = " ".join(["bench/index_grid.py", *sys.argv[1:]])
@@ -98,7 +100,9 @@ def render(kept: dict) -> str:
                   f"`PYTHONPATH=tests .venv/bin/python {command}` on {run['date']}, {run['cores']} cores,"
                   f" Python {run['python']}, chdb.", "", *([run["note"], ""] if run.get("note") else [])]
         for s in run["sections"]:
-            lines += [f"### {s['variant']}: {s['candidates']} candidates measured in {s['minutes']:.1f} min", "",
+            skipped = f", {s['skipped']} skipped by tune's time budget" if s.get("skipped") else ""
+            lines += [f"### {s['variant']}: {s['candidates']} candidates measured{skipped}"
+                      f" in {s['minutes']:.1f} min", "",
                       s["report"], "", f"![{s['variant']}]({s['plot']})", ""]
     return "\n".join(lines)
 
