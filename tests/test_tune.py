@@ -18,7 +18,7 @@ from laion_ingest.ledger import Attempt
 from laion_ingest.sample.mirror import generate_mirror
 from laion_ingest.sample.server import MirrorServer
 from laion_ingest.search_quality import search_settings
-from laion_ingest.tune import KEYS, Budget, Candidate, plan, recommend, tune
+from laion_ingest.tune import KEYS, Budget, Candidate, plan, project_seconds, recommend, tune
 
 LAION400M = datasets.get("laion400m")
 ROWS, TARGET = 4000, 0.9
@@ -145,3 +145,15 @@ def test_a_time_budget_measures_the_seed_and_skips_what_would_overrun(tuned):
     assert "bf16 M=8 ef_construction=16 (~" in out and "a larger --max-hours" in out
     recommended = result["recommended"]
     assert recommended is None or (recommended["m"], recommended["ef_construction"]) == (64, 256)
+
+
+def test_a_candidates_time_is_projected_from_the_nearest_measured():
+    """From the measured setting of the nearest build cost (M x ef_construction), the same
+    quantization first, scaled by the square root of the costs' ratio."""
+    def params(m, ef, quantization="bf16"):
+        return IndexParams("cosineDistance", quantization, m, ef)
+    seconds = {params(64, 256): 2700.0, params(8, 64): 400.0, params(32, 128, "i8"): 900.0}
+    assert project_seconds(params(16, 64), seconds) == pytest.approx(400 * 2 ** 0.5)  # not from the seed's
+    assert project_seconds(params(64, 128), seconds) == pytest.approx(2700 / 2 ** 0.5)
+    assert project_seconds(params(32, 128, "b1"), seconds) == pytest.approx(900)
+    assert project_seconds(params(8, 64), {}) == 0  # nothing measured yet: the seed is measured whatever it costs
