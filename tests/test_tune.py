@@ -149,11 +149,11 @@ def test_a_time_budget_measures_the_seed_and_skips_what_would_overrun(tuned):
 
 def test_a_candidates_time_is_projected_from_the_nearest_measured():
     """From the measured setting of the nearest build cost (M x ef_construction), the same
-    quantization first, scaled by the square root of the costs' ratio."""
+    quantization first: up the grid in proportion to the cost, down by its square root."""
     def params(m, ef, quantization="bf16"):
         return IndexParams("cosineDistance", quantization, m, ef)
     seconds = {params(64, 256): 2700.0, params(8, 64): 400.0, params(32, 128, "i8"): 900.0}
-    assert project_seconds(params(16, 64), seconds) == pytest.approx(400 * 2 ** 0.5)  # not from the seed's
+    assert project_seconds(params(16, 64), seconds) == pytest.approx(800)  # from M=8's, not the seed's
     assert project_seconds(params(64, 128), seconds) == pytest.approx(2700 / 2 ** 0.5)
     assert project_seconds(params(32, 128, "b1"), seconds) == pytest.approx(900)
     assert project_seconds(params(8, 64), {}) == 0  # nothing measured yet: the seed is measured whatever it costs

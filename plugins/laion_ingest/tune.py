@@ -22,9 +22,9 @@ on the two cheapest bf16 candidates that reached it.
 The walk runs in a time budget (--max-hours, 1 h by default) so that tune ends when the user planned
 it to, whatever the shard's size and the machine: the seed's (bf16, 64, 256) is measured first and
 always (every plan compares against it, and its cost is known exactly before the budget is spent),
-then each candidate's measurement is projected from the nearest one measured, scaled by
-sqrt(M x ef_construction) as the build's cost grows (sizing.py); a candidate that would end past the
-budget is skipped and reported, so the user sees what a larger budget or a narrower grid would add.
+then each candidate's measurement is projected from the nearest one measured (project_seconds); a
+candidate that would end past the budget is skipped and reported, so the user sees what a larger
+budget or a narrower grid would add.
 On a 1M-row shard of the hard mirror on 2 cores the seed alone takes 45 minutes (bench/INDEX.md).
 
 The recommendation is the candidate that reaches the target with the fewest build core-hours for the
@@ -189,7 +189,7 @@ def _walk(measure, grid: tuple) -> None:
 
 
 def _cost(params: IndexParams) -> int:
-    """What a build's time grows with: sizing.build_core_seconds scales with its square root."""
+    """What a build's time grows with (sizing.build_core_seconds scales with its square root)."""
     return params.m * params.ef_construction
 
 
@@ -199,11 +199,15 @@ def duration(seconds: float) -> str:
 
 def project_seconds(params: IndexParams, seconds: dict[IndexParams, float]) -> float:
     """How long measuring params will take, from the measured setting of the nearest build cost (the
-    same quantization first), scaled by the square root of the cost; 0 before anything is measured."""
+    same quantization first); 0 before anything is measured. Scaled up the grid in proportion to the
+    cost and down by its square root, so that it errs long both ways and tune ends inside its budget:
+    on a 1M-row shard of the hard mirror each doubling of ef_construction at M=8 took 1.7-1.8x the
+    time, while the seed's build took 7.6x M=8/64's for 32x the cost (bench/INDEX.md)."""
     if not seconds:
         return 0.0
     near = min(seconds, key=lambda p: (abs(math.log(_cost(p) / _cost(params))), p.quantization != params.quantization))
-    return seconds[near] * math.sqrt(_cost(params) / _cost(near))
+    ratio = _cost(params) / _cost(near)
+    return seconds[near] * (ratio if ratio > 1 else math.sqrt(ratio))
 
 
 def _measure(ch: ClickHouse, copy: dict, params: IndexParams, targets: list, exact: list,
