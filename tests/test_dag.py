@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import ROOT, with_engine
 from test_cli import cli
+from test_load_index import NAN_PART
 
 from laion_ingest.clickhouse import ClickHouse
 from laion_ingest.sample.server import MirrorServer
@@ -170,9 +171,7 @@ def test_refused_index_parameters_fail_the_run_saying_what_to_do(loaded):
 
 def test_an_index_build_that_fails_fails_the_run_naming_the_shard(loaded):
     with connect(loaded) as ch:  # a part whose vectors are NaN: ClickHouse cannot build its graph
-        ch.query("INSERT INTO laion (id, shard, row, image_embedding, text_embedding) SELECT 9000000000 + number,"
-                 " 9, number, arrayMap(i -> nan, range(512)), arrayMap(i -> nan, range(512)) FROM numbers(10)"
-                 " SETTINGS materialize_skip_indexes_on_insert = 0")  # as our loads do
+        ch.query(NAN_PART)
     failed = run_dag(loaded["env"], {**loaded["conf"], "last_shard": 2})
     log = failed.stdout + failed.stderr
     assert "shard 9: vector index build failed" in log and "non-finite values" in log

@@ -169,13 +169,18 @@ def test_a_backfill_of_more_parts_than_the_mutation_limit_is_built_in_waves(mirr
     assert all(v > 0 for v in index_bytes().values()) and len(index_bytes()) == 4
     assert len(materialize_commands()) == 2 * (1 + 3)  # every part's first build, then one per backfilled part
 
+# Shard 9's part, ten rows whose vectors are NaN: ClickHouse cannot build its graph. Inserted as our
+# loads insert, without building indexes on insert.
+NAN_PART = ("INSERT INTO laion (id, shard, row, image_embedding, text_embedding)"
+            " SELECT 9000000000 + number, 9, number, arrayMap(i -> nan, range(512)), arrayMap(i -> nan, range(512))"
+            " FROM numbers(10)"
+            " SETTINGS materialize_skip_indexes_on_insert = 0")
+
 
 def test_a_first_build_that_fails_names_the_shard(mirror, engine_env):
     load(mirror, 0)
-    with ClickHouse() as ch:  # a part whose vectors are NaN: ClickHouse cannot build its graph
-        ch.query("INSERT INTO laion (id, shard, row, image_embedding, text_embedding) SELECT 9000000000 + number,"
-                 " 9, number, arrayMap(i -> nan, range(512)), arrayMap(i -> nan, range(512)) FROM numbers(10)"
-                 " SETTINGS materialize_skip_indexes_on_insert = 0")  # as our loads do
+    with ClickHouse() as ch:
+        ch.query(NAN_PART)
         with pytest.raises(RuntimeError, match=r"shard 9: vector index build failed .*non-finite"):
             build_indexes(ch, SMALL)
         assert unfinished_mutations(ch) == 0  # killed, not retried in the background forever
