@@ -24,8 +24,8 @@ it to, whatever the shard's size and the machine: the seed's (bf16, 64, 256) is 
 always (every plan compares against it, and its cost is known exactly before the budget is spent),
 then each candidate's measurement is projected from the nearest one measured (project_seconds); a
 candidate that would end past the budget is skipped and reported, so the user sees what a larger
-budget or a narrower grid would add.
-On a 1M-row shard of the hard mirror on 2 cores the seed alone takes 45 minutes (bench/INDEX.md).
+budget or a narrower grid would add. On a 1M-row shard of the hard mirror on 2 cores the seed alone
+takes 25-45 minutes (bench/INDEX.md).
 
 The recommendation is the candidate that reaches the target with the fewest build core-hours for the
 dataset's whole range, then the least RAM, within the budget: --ram-gb per node for the graphs as
@@ -117,7 +117,7 @@ def tune(ch: ClickHouse, shard: int | None = None, target_recall: float = 0.95, 
          budget: Budget = Budget(), grid: tuple = (GRID_M, GRID_EF_CONSTRUCTION, QUANTIZATIONS),
          plot: Path | None = None, max_hours: float = MAX_HOURS) -> dict:
     """Measure the grid on the shard within max_hours, store every candidate, recommend one; returns
-    {"run_id", "shard", "candidates", "recommended", "bound", "plot", "queries", "skipped"}."""
+    {"run_id", "shard", "candidates", "recommended", "bound", "plot", "queries", "max_hours", "skipped"}."""
     started = time.monotonic()
     shard = _shard(ch, shard)
     query_column, column = next(iter(kinds(ch.dataset).values()))
